@@ -1,0 +1,15 @@
+"""fastgan: compiled kernels for adversarial training under a thin PyTorch API.
+
+Ops run fastgan's C++ kernels on CPU tensors and its CUDA (or Triton) kernels
+on GPU tensors; every op has a pure-PyTorch twin in :mod:`fastgan.reference`
+(``backend="reference"``). ``python -m fastgan.info`` reports what this
+installation can run.
+"""
+
+from fastgan import _library  # loads the compiled ops once (warns if missing)
+from fastgan import reference
+from fastgan.clip import clip_parameters_
+
+__version__ = "0.1.0"
+
+__all__ = ["clip_parameters_", "reference", "__version__"]

@@ -1,0 +1,102 @@
+"""The single place where fastgan's compiled library is loaded.
+
+``fastgan._C`` holds every op's schema and its CPU (and, when built, CUDA)
+kernels. If it is missing or fails to load, importing fastgan warns once and
+every call that needs a compiled kernel raises an error saying how to build
+it: nothing silently runs the pure-PyTorch reference instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import torch
+
+BUILD_HINT = (
+    "Build it from the fastgan source tree with `pip install --no-build-isolation .` "
+    "(or `-e .`) against the installed torch; see README.md."
+)
+
+LIBRARY_PATH: Path | None = None
+LOAD_ERROR: str | None = None
+
+
+def _load() -> None:
+    global LIBRARY_PATH, LOAD_ERROR
+    spec = importlib.util.find_spec("fastgan._C")
+    if spec is None or spec.origin is None:
+        LOAD_ERROR = "fastgan._C was not built"
+    else:
+        try:
+            torch.ops.load_library(spec.origin)
+            LIBRARY_PATH = Path(spec.origin)
+        except OSError as err:
+            LOAD_ERROR = f"{spec.origin} failed to load ({err})"
+    if LOAD_ERROR is not None:
+        warnings.warn(
+            f"fastgan's compiled library is not available: {LOAD_ERROR}. Only "
+            f"backend='reference' works until it is built. {BUILD_HINT}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+_load()
+LOADED = LOAD_ERROR is None
+
+_DISPATCH_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
+_kernel_cache: dict[tuple[str, str], bool] = {}
+
+
+def has_kernel(op: str, device_type: str) -> bool:
+    """Whether the compiled op ``fastgan::<op>`` has a kernel for ``device_type``."""
+    key = (op, device_type)
+    found = _kernel_cache.get(key)
+    if found is None:
+        dispatch_key = _DISPATCH_KEYS.get(device_type)
+        found = (
+            LOADED
+            and dispatch_key is not None
+            and torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", dispatch_key)
+        )
+        _kernel_cache[key] = found
+    return found
+
+
+def require_kernel(op: str, device: torch.device) -> None:
+    """Raises a clear RuntimeError unless ``fastgan::<op>`` can run on ``device``."""
+    if has_kernel(op, device.type):
+        return
+    if not LOADED:
+        raise RuntimeError(f"fastgan's compiled library is not available: {LOAD_ERROR}. {BUILD_HINT}")
+    if device.type == "cuda":
+        raise RuntimeError(
+            f"fastgan was built without CUDA kernels, so fastgan::{op} cannot run on {device}. "
+            "Rebuild with a CUDA build of torch and a CUDA toolkit present (set CUDA_HOME, or "
+            "FASTGAN_FORCE_CUDA=1): `pip install --no-build-isolation .`"
+        )
+    raise RuntimeError(
+        f"fastgan::{op} has no kernel for {device.type} tensors; use backend='reference'."
+    )
+
+
+def compiled_ops() -> dict[str, list[str]]:
+    """Every compiled ``fastgan::`` op and the device types it has kernels for."""
+    if not LOADED:
+        return {}
+    names = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastgan::"))
+    return {
+        name.split("::", 1)[1]: [d for d in _DISPATCH_KEYS if has_kernel(name.split("::", 1)[1], d)]
+        for name in names
+    }
+
+
+def build_config() -> dict[str, object]:
+    """What the compiled library was built with, as recorded by setup.py."""
+    try:
+        from fastgan import _build_config
+    except ImportError:
+        return {}
+    return {k.lower(): v for k, v in vars(_build_config).items() if k.isupper()}

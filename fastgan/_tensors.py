@@ -1,0 +1,64 @@
+"""Argument handling shared by fastgan's public functions."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import Union
+
+import torch
+from torch import nn
+
+#: What functions that act on "parameters" accept, as torch.nn.utils.clip_grad_value_ does.
+TensorsOrModule = Union[torch.Tensor, Iterable[torch.Tensor], nn.Module]
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def tensor_list(tensors: TensorsOrModule, name: str) -> list[torch.Tensor]:
+    """``tensors`` as a list: a Tensor, an iterable of Tensors, or a Module's parameters."""
+    if isinstance(tensors, torch.Tensor):
+        return [tensors]
+    if isinstance(tensors, nn.Module):
+        return list(tensors.parameters())
+    if not isinstance(tensors, Iterable):
+        raise TypeError(
+            f"`{name}` must be a Tensor, an iterable of Tensors or an nn.Module, "
+            f"got {type(tensors).__name__}"
+        )
+    out = list(tensors)
+    for i, t in enumerate(out):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"`{name}[{i}]` must be a Tensor, got {type(t).__name__}")
+    return out
+
+
+def check_float_dtype(t: torch.Tensor, name: str) -> None:
+    """TypeError unless ``t`` is float32, float64, float16 or bfloat16."""
+    if t.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"`{name}` has dtype {t.dtype}; expected float32, float64, float16 or bfloat16"
+        )
+
+
+def positive_finite(value: object, name: str) -> float:
+    """``value`` as a float, or ValueError / TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`{name}` must be finite and > 0, got {value}")
+    return value
+
+
+def group_by_device(
+    tensors: list[torch.Tensor], name: str
+) -> dict[torch.device, list[torch.Tensor]]:
+    """Checks every dtype and groups the tensors by device, keeping their order."""
+    groups: dict[torch.device, list[torch.Tensor]] = {}
+    for i, t in enumerate(tensors):
+        if t.dtype not in FLOAT_DTYPES:
+            check_float_dtype(t, f"{name}[{i}]")
+        groups.setdefault(t.device, []).append(t)
+    return groups

@@ -1,0 +1,10 @@
+"""Pure-PyTorch references of every fastgan op.
+
+Each function has the same signature and contract as the public op it
+mirrors. They are the test oracle, the benchmark baseline and what
+``backend="reference"`` runs.
+"""
+
+from fastgan.reference.clip import clip_parameters_
+
+__all__ = ["clip_parameters_"]

@@ -1,0 +1,101 @@
+"""Builds fastgan's compiled library, ``fastgan._C``.
+
+The C++ CPU kernels are always built. The CUDA kernels are built when torch
+is a CUDA build and a CUDA toolkit is found (no visible GPU needed), or when
+``FASTGAN_FORCE_CUDA=1``; ``FASTGAN_CPU_ONLY=1`` turns them off.
+``TORCH_CUDA_ARCH_LIST`` picks the GPU architectures; without it, the visible
+GPUs' architectures are used, or, with no GPU visible, every architecture the
+installed torch was built for.
+
+Install against the torch already in the environment:
+
+    pip install --no-build-isolation .       # or -e . for development
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+import torch
+from torch.utils import cpp_extension
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _want_cuda() -> bool:
+    if _env_flag("FASTGAN_CPU_ONLY"):
+        if _env_flag("FASTGAN_FORCE_CUDA"):
+            raise SystemExit("fastgan: FASTGAN_CPU_ONLY and FASTGAN_FORCE_CUDA are both set")
+        return False
+    if _env_flag("FASTGAN_FORCE_CUDA"):
+        return True
+    return torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+
+
+def _default_cuda_archs() -> None:
+    """With no arch list and no visible GPU, build for the archs torch targets."""
+    if os.environ.get("TORCH_CUDA_ARCH_LIST") or torch.cuda.device_count() > 0:
+        return
+    archs = sorted(
+        {f"{m.group(1)[:-1]}.{m.group(1)[-1]}" for a in torch.cuda.get_arch_list()
+         if (m := re.fullmatch(r"sm_(\d+)", a))},
+        key=lambda a: tuple(map(int, a.split("."))),
+    )
+    if not archs:
+        raise SystemExit("fastgan: no GPU visible and TORCH_CUDA_ARCH_LIST is not set")
+    archs[-1] += "+PTX"
+    os.environ["TORCH_CUDA_ARCH_LIST"] = ";".join(archs)
+    print(f"fastgan: no GPU visible; building for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+
+
+def _sources(pattern: str) -> list[str]:
+    return sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern))
+
+
+def _extension(with_cuda: bool):
+    sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
+    cxx = ["-O3", "-fopenmp"]
+    if not with_cuda:
+        return cpp_extension.CppExtension(
+            "fastgan._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]
+        )
+    _default_cuda_archs()
+    return cpp_extension.CUDAExtension(
+        "fastgan._C",
+        sources + _sources("csrc/cuda/*.cu"),
+        define_macros=[("FASTGAN_WITH_CUDA", "1")],
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]},
+        extra_link_args=["-fopenmp"],
+    )
+
+
+class BuildExtension(cpp_extension.BuildExtension):
+    """Also records what was built in ``fastgan/_build_config.py``."""
+
+    def run(self) -> None:
+        super().run()
+        out_dir = Path(self.get_ext_fullpath("fastgan._C")).parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with_cuda = any(s.endswith(".cu") for ext in self.extensions for s in ext.sources)
+        config = {
+            "torch_version": torch.__version__,
+            "cuda_version": torch.version.cuda if with_cuda else None,
+            "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if with_cuda else None,
+        }
+        lines = ['"""What fastgan\'s compiled library was built with (written by setup.py)."""', ""]
+        lines += [f"{key.upper()} = {value!r}" for key, value in config.items()]
+        (out_dir / "_build_config.py").write_text("\n".join(lines) + "\n")
+
+
+setup(
+    ext_modules=[_extension(_want_cuda())],
+    cmdclass={"build_ext": BuildExtension},
+)

@@ -1,0 +1,69 @@
+"""Test configuration: the compiled library must be loaded, devices, Triton.
+
+Every test that takes the ``device`` fixture runs on the CPU and, when a GPU
+is visible, again on CUDA (marker ``cuda``; ``pytest -m cuda`` runs only
+those). Without a GPU, Triton kernels run on CPU tensors through the Triton
+interpreter, which must be switched on before any kernel module is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+
+from fastgan import _library  # noqa: E402
+
+HAS_CUDA = torch.cuda.is_available()
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+TRITON_ON_CPU = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # A broken build must never pass as "the reference works".
+    if not _library.LOADED:
+        pytest.exit(
+            f"fastgan's compiled library is not loaded: {_library.LOAD_ERROR}. "
+            f"The tests exercise the compiled kernels. {_library.BUILD_HINT}",
+            returncode=1,
+        )
+    missing = [op for op, devices in _library.compiled_ops().items() if "cpu" not in devices]
+    if missing:
+        pytest.exit(f"fastgan ops without a compiled CPU kernel: {missing}", returncode=1)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("cpu"),
+        pytest.param(
+            "cuda",
+            marks=[pytest.mark.cuda, pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")],
+        ),
+    ]
+)
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def triton_device(device: torch.device) -> torch.device:
+    """A device whose tensors Triton kernels can run on here, else skip."""
+    if not HAS_TRITON:
+        pytest.skip("triton is not installed")
+    if device.type == "cpu" and not TRITON_ON_CPU:
+        pytest.skip("Triton runs on CPU tensors only under TRITON_INTERPRET=1")
+    return device
+
+
+@pytest.fixture
+def generator() -> torch.Generator:
+    """A freshly seeded generator: new random inputs per test, reproducible per run."""
+    seed = int.from_bytes(os.urandom(4), "little")
+    print(f"seed={seed}")
+    return torch.Generator().manual_seed(seed)

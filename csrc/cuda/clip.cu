@@ -28,6 +28,7 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kChunk = 4096;  // elements per block: 16 per thread
+static_assert(kChunk % (kThreads * 8) == 0, "whole 16-byte vectors per thread");
 // 128 x (8 + 8 + 4) bytes keeps the table inside the 4 KiB kernel-argument
 // limit of every CUDA version torch supports.
 constexpr int kMaxTensors = 128;
@@ -48,11 +49,8 @@ struct alignas(16) Vec16 {
 template <typename T, typename Acc>
 __device__ __forceinline__ int clip_one(T& x, Acc lo, Acc hi) {
   const Acc v = static_cast<Acc>(x);
-  const int clipped = clip::is_clipped(v, lo, hi);
-  if (clipped) {
-    x = static_cast<T>(clip::clamp(v, lo, hi));
-  }
-  return clipped;
+  x = static_cast<T>(clip::clamp(v, lo, hi));
+  return clip::is_clipped(v, lo, hi);
 }
 
 template <typename T>
@@ -84,22 +82,32 @@ __global__ void __launch_bounds__(kThreads) clip_kernel(
   int clipped = 0;
   int64_t scalar_from = 0;
   if (reinterpret_cast<uintptr_t>(x) % 16 == 0) {
+    // Every load of the chunk is issued before any store, so each thread
+    // keeps kPerThread 16-byte loads in flight.
     using V = Vec16<T>;
-    const int64_t n_vec = n / V::kSize;
+    constexpr int kPerThread = kChunk / (kThreads * V::kSize);
+    const int n_vec = static_cast<int>(n / V::kSize);
     V* xv = reinterpret_cast<V*>(x);
-    for (int64_t i = threadIdx.x; i < n_vec; i += kThreads) {
-      V a = xv[i];
-      int changed = 0;
+    V a[kPerThread];
 #pragma unroll
-      for (int k = 0; k < V::kSize; ++k) {
-        changed += clip_one(a.v[k], lo, hi);
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i < n_vec) {
+        a[j] = xv[i];
       }
-      if (changed) {
-        xv[i] = a;
-      }
-      clipped += changed;
     }
-    scalar_from = n_vec * V::kSize;
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      const int i = threadIdx.x + j * kThreads;
+      if (i < n_vec) {
+#pragma unroll
+        for (int k = 0; k < V::kSize; ++k) {
+          clipped += clip_one(a[j].v[k], lo, hi);
+        }
+        xv[i] = a[j];
+      }
+    }
+    scalar_from = static_cast<int64_t>(n_vec) * V::kSize;
   }
   for (int64_t i = scalar_from + threadIdx.x; i < n; i += kThreads) {
     clipped += clip_one(x[i], lo, hi);

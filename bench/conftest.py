@@ -1,0 +1,91 @@
+"""Benchmark harness: devices, and one comparison table per benchmark group.
+
+    pytest bench                       # CPU
+    pytest bench --bench-device cuda   # GPU
+
+Each benchmark records its ``contender`` in ``extra_info``; after the run a
+table per group gives every contender's median time, its ratio to the group's
+``floor`` (the least work that could do the job, when the group has one) and
+fastgan's speed-up over it. Compare ratios within one run: absolute times on
+shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from fastgan import _library  # noqa: E402
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--bench-device", default="cpu", help="device to benchmark on (cpu, cuda)")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if not _library.LOADED:
+        pytest.exit(f"fastgan's compiled library is not loaded: {_library.LOAD_ERROR}", returncode=1)
+
+
+@pytest.fixture(scope="session")
+def bench_device(request: pytest.FixtureRequest) -> torch.device:
+    device = torch.device(request.config.getoption("--bench-device"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return device
+
+
+def timed(fn, device: torch.device, repeat: int = 1):
+    """``fn`` run ``repeat`` times, synchronising a GPU once at the end."""
+    if device.type != "cuda":
+        if repeat == 1:
+            return fn
+
+        def run_cpu():
+            for _ in range(repeat):
+                fn()
+
+        return run_cpu
+
+    def run_cuda():
+        for _ in range(repeat):
+            fn()
+        torch.cuda.synchronize(device)
+
+    return run_cuda
+
+
+def _format_time(seconds: float) -> str:
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:8.2f} {unit}"
+    return f"{seconds / 1e-9:8.2f} ns"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    session = getattr(config, "_benchmarksession", None)
+    if session is None or not session.benchmarks:
+        return
+    groups: dict[str, dict[str, float]] = {}
+    for bench in session.benchmarks:
+        contender = bench.extra_info.get("contender", bench.name)
+        groups.setdefault(bench.group or "", {})[contender] = bench.stats.median
+    write = terminalreporter.write_line
+    write("")
+    write("fastgan comparison (median per call; ratios measured in this run)")
+    for group, times in groups.items():
+        floor = times.get("floor")
+        ours = times.get("fastgan")
+        write("")
+        write(f"  {group}")
+        write(f"    {'contender':<22}{'median':>12}{'x floor':>10}{'fastgan speed-up':>18}")
+        for contender, median in sorted(times.items(), key=lambda kv: kv[1]):
+            vs_floor = f"{median / floor:.2f}x" if floor else "-"
+            speedup = f"{median / ours:.2f}x" if ours and contender != "fastgan" else "-"
+            write(f"    {contender:<22}{_format_time(median):>12}{vs_floor:>10}{speedup:>18}")

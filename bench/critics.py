@@ -1,0 +1,35 @@
+"""Critics the benchmarks clip: the seed-003 DCGAN discriminator and an MLP."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def dcgan_discriminator() -> nn.Sequential:
+    """Seed 003's WGAN discriminator for 128x128 images: 16 tensors, 11.2M elements."""
+    channels = [3, 64, 128, 256, 512, 1024]
+    layers: list[nn.Module] = []
+    for c_in, c_out in zip(channels, channels[1:]):
+        layers += [
+            nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+    layers += [nn.Conv2d(1024, 1, kernel_size=4, stride=1, padding=0, bias=False), nn.Flatten()]
+    return nn.Sequential(*layers)
+
+
+def mlp_critic(width: int = 512, in_features: int = 2) -> nn.Sequential:
+    """A 4-layer LeakyReLU MLP critic on 2-D points: 8 tensors, 0.53M elements."""
+    return nn.Sequential(
+        nn.Linear(in_features, width),
+        nn.LeakyReLU(0.2),
+        nn.Linear(width, width),
+        nn.LeakyReLU(0.2),
+        nn.Linear(width, width),
+        nn.LeakyReLU(0.2),
+        nn.Linear(width, 1),
+    )
+
+
+CRITICS = {"dcgan_disc": dcgan_discriminator, "mlp_critic": mlp_critic}

@@ -1,0 +1,71 @@
+"""The compiled library: loaded here, reported clearly when missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import torch
+
+import fastgan
+from fastgan import _library
+
+
+def test_compiled_cpu_library_is_loaded():
+    assert _library.LOADED, _library.LOAD_ERROR
+    assert _library.LIBRARY_PATH is not None and _library.LIBRARY_PATH.is_file()
+    assert _library.has_kernel("clip_", "cpu")
+    assert torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::clip_", "CPU")
+
+
+def test_info_command_reports_ops():
+    out = subprocess.run(
+        [sys.executable, "-m", "fastgan.info"], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    assert "clip_" in out.stdout and torch.__version__ in out.stdout
+
+
+def test_missing_library_warns_once_and_never_falls_back(tmp_path):
+    package = Path(fastgan.__file__).parent
+    shutil.copytree(
+        package, tmp_path / "fastgan", ignore=shutil.ignore_patterns("_C*", "__pycache__")
+    )
+    script = textwrap.dedent(
+        """
+        import sys
+        import warnings
+        import torch
+        # Only the copy without the library may be found (an editable install
+        # adds a finder that maps fastgan's modules to the source tree).
+        sys.meta_path[:] = [
+            f for f in sys.meta_path if "Editable" not in getattr(f, "__name__", type(f).__name__)
+        ]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            import fastgan
+            import fastgan.clip
+        hits = [w for w in caught if "compiled library is not available" in str(w.message)]
+        print("warnings", len(hits))
+        try:
+            fastgan.clip_parameters_(torch.ones(3), 0.5)
+            print("ran")
+        except RuntimeError as err:
+            print("raised", "pip install --no-build-isolation" in str(err))
+        count = fastgan.clip_parameters_(torch.ones(3), 0.5, backend="reference")
+        print("reference", int(count))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(tmp_path), "PATH": ""},
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["warnings 1", "raised True", "reference 3"], out.stdout

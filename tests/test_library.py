@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 import fastgan
@@ -69,3 +71,12 @@ def test_missing_library_warns_once_and_never_falls_back(tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == ["warnings 1", "raised True", "reference 3"], out.stdout
+
+
+def test_cuda_kernels_built_when_required():
+    # CI builds the CUDA sources on every run (no GPU needed) and sets this.
+    if os.environ.get("FASTGAN_REQUIRE_CUDA_KERNELS") != "1":
+        pytest.skip("set FASTGAN_REQUIRE_CUDA_KERNELS=1 to require compiled CUDA kernels")
+    missing = [op for op, devices in _library.compiled_ops().items() if "cuda" not in devices]
+    assert _library.compiled_ops() and not missing, f"ops without CUDA kernels: {missing}"
+    assert _library.build_config().get("cuda_version") == torch.version.cuda

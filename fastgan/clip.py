@@ -9,6 +9,8 @@ elements were clipped (a saturation diagnostic) from the same pass.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from fastgan import _library
@@ -63,16 +65,18 @@ def clip_parameters_(
         from fastgan import reference
 
         return reference.clip_parameters_(parameters, clip_value)
-    c = positive_finite(clip_value, "clip_value")
+    c = clip_value
+    if not (type(c) is float and 0.0 < c < math.inf):
+        c = positive_finite(clip_value, "clip_value")
     tensors = parameters if type(parameters) in (list, tuple) else tensor_list(parameters, "parameters")
     if backend == "auto" and tensors and _library.LOADED:
         # The common case, one device and valid dtypes, goes straight to the
         # op, which checks both before it touches memory; anything else is
-        # sorted out below with the user's argument names. The op neither
-        # records autograd history nor bumps version counters, like
-        # `p.data.clamp_`, so parameters that require grad pass as they are.
+        # sorted out below with the user's argument names. The op bypasses
+        # autograd (see csrc/fastgan.cpp): like `p.data.clamp_`, it records no
+        # history and bumps no version counter.
         try:
-            return torch.ops.fastgan.clip_.default(tensors, c)
+            return _clip_op(tensors, c)
         except (RuntimeError, TypeError, NotImplementedError):
             pass
     groups = group_by_device(tensor_list(tensors, "parameters"), "parameters")
@@ -86,7 +90,7 @@ def clip_parameters_(
             counts.append(clip_([t.data for t in group], c))
         else:
             _library.require_kernel("clip_", device)
-            counts.append(torch.ops.fastgan.clip_.default(group, c))
+            counts.append(_clip_op(group, c))
     total = counts[0]
     for count in counts[1:]:
         total = total + count.to(total.device, non_blocking=True)
@@ -94,6 +98,7 @@ def clip_parameters_(
 
 
 if _library.LOADED:
+    _clip_op = torch.ops.fastgan.clip_.default
 
     @torch.library.register_fake("fastgan::clip_")
     def _clip_fake(tensors: list[torch.Tensor], clip_value: float) -> torch.Tensor:

@@ -23,9 +23,14 @@ def test_compiled_cpu_library_is_loaded():
     assert torch._C._dispatch_has_kernel_for_dispatch_key("fastgan::clip_", "CPU")
 
 
-def test_info_command_reports_ops():
+def test_info_command_reports_ops(tmp_path):
+    # From an empty folder: `-m` puts the working directory on sys.path.
     out = subprocess.run(
-        [sys.executable, "-m", "fastgan.info"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "fastgan.info"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
     assert "clip_" in out.stdout and torch.__version__ in out.stdout

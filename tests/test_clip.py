@@ -226,10 +226,17 @@ def test_torch_compile(device, generator):
     clamped, changed = expected(tensors, C)
 
     @torch.compile(backend="aot_eager", fullgraph=True)
-    def clip_step(ts):
+    def clip_op(ts):
         return torch.ops.fastgan.clip_(ts, C)
 
-    assert_clipped(tensors, clamped, clip_step(tensors), changed, device)
+    @torch.compile(backend="aot_eager", fullgraph=True)
+    def clip_api(ts):
+        return fastgan.clip_parameters_(ts, C)
+
+    assert_clipped(tensors, clamped, clip_op(tensors), changed, device)
+    again = random_tensors([(20,), (3, 7)], torch.float32, device, generator)
+    clamped, changed = expected(again, C)
+    assert_clipped(again, clamped, clip_api(again), changed, device)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])

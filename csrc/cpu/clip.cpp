@@ -31,8 +31,9 @@
 #define FASTGAN_CPU_CLONES
 #endif
 
-// Unrolling keeps more loads in flight: ~15% faster once the data falls out
-// of L1 (measured on a 2-core EPYC at 0.26M floats per thread).
+// Unrolling keeps more loads in flight once the data falls out of L1: on a
+// 2-core EPYC, 0.53M floats took 45 us unrolled and 70 us not (torch's own
+// clamp_: 40 us).
 #if defined(__GNUC__) && !defined(__clang__)
 #define FASTGAN_UNROLL _Pragma("GCC unroll 4")
 #elif defined(__clang__)
@@ -52,8 +53,8 @@ constexpr int64_t kCountBlock = int64_t{1} << 30;
 // so a list of tensors splits across threads exactly as one flat tensor.
 constexpr int64_t kGrain = 32768;
 
-// Written so that it compiles to max, min, and-not, compare and subtract per
-// vector: |v| > hi counts the clipped elements because lo == -hi, and the
+// Written so that it compiles to and (for |v|), compare, subtract, max and
+// min per vector: |v| > hi counts the clipped elements because lo == -hi, and the
 // operand order of the selects matches maxps/minps, which return their
 // second operand (v itself) when v is NaN.
 template <typename T>

@@ -11,6 +11,18 @@ TORCH_LIBRARY(fastgan, m) {
   // and returns, as a 0-dim int64 tensor on the tensors' device, how many
   // elements changed. All tensors must share one device; dtypes may mix.
   m.def("clip_(Tensor(a!)[] tensors, float clip_value) -> Tensor");
+
+  // Gradient penalty on gradients of shape (B, ...): returns the penalty
+  // (1/B) sum_i phi(||g_i||), phi(n) = (n - center)^2 (or max(0, n -
+  // center)^2 when one_sided), and the per-sample norms (B,), both in float32
+  // for float16 / bfloat16 gradients.
+  m.def(
+      "penalty_from_gradients(Tensor grads, float center, bool one_sided) "
+      "-> (Tensor, Tensor)");
+  // d(grad_penalty * penalty)/d(grads), given the norms the forward returned.
+  m.def(
+      "penalty_from_gradients_backward(Tensor grad_penalty, Tensor grads, "
+      "Tensor norms, float center, bool one_sided) -> Tensor");
 }
 
 // Ops that are not differentiable skip autograd entirely. clip_ updates

@@ -11,11 +11,8 @@
 
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define FASTGAN_HOST_DEVICE __host__ __device__
-#else
-#define FASTGAN_HOST_DEVICE
-#endif
+#include "macros.h"
+
 
 namespace fastgan::clip {
 

@@ -6,5 +6,6 @@ mirrors. They are the test oracle, the benchmark baseline and what
 """
 
 from fastgan.reference.clip import clip_parameters_
+from fastgan.reference.penalty import penalty_from_gradients
 
-__all__ = ["clip_parameters_"]
+__all__ = ["clip_parameters_", "penalty_from_gradients"]

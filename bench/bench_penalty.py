@@ -1,0 +1,45 @@
+"""The penalty on given gradients, forward + backward: fused against the usual chain.
+
+Contenders on the same gradients ``g`` (requires grad):
+- fastgan: ``fastgan.penalty_from_gradients(g)``;
+- seed: ``((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()``, the WGAN-GP code users write;
+- reference: ``fastgan.reference.penalty_from_gradients(g)``.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import timed
+
+import fastgan
+
+SHAPES = {"points_256x2": (256, 2), "images_64x3x32x32": (64, 3, 32, 32)}
+
+
+def _seed_penalty(g: torch.Tensor) -> torch.Tensor:
+    return ((g.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+CONTENDERS = {
+    "fastgan": fastgan.penalty_from_gradients,
+    "seed": _seed_penalty,
+    "reference": fastgan.reference.penalty_from_gradients,
+}
+
+
+@pytest.mark.parametrize("contender", list(CONTENDERS))
+@pytest.mark.parametrize("shape", list(SHAPES))
+def bench_penalty_forward_backward(benchmark, bench_device, shape, contender):
+    if bench_device.type == "cuda":
+        pytest.skip("the penalty has no CUDA kernel yet")
+    g = torch.randn(SHAPES[shape], device=bench_device, requires_grad=True)
+    penalty = CONTENDERS[contender]
+    benchmark.group = f"penalty_from_gradients fwd+bwd / {shape} ({bench_device.type})"
+    benchmark.extra_info["contender"] = contender
+
+    def step():
+        (grad,) = torch.autograd.grad(penalty(g), g)
+        return grad
+
+    benchmark(timed(step, bench_device))

@@ -1,0 +1,57 @@
+// The gradient-penalty math, shared by every backend.
+//
+// For per-sample gradient norms n_i = ||g_i||_2 over all non-batch
+// dimensions of a batch of B gradients:
+//   penalty  = (1/B) sum_i phi(n_i),  phi(n) = (n - c)^2, or max(0, n - c)^2
+//              when one-sided (WGAN-LP);
+//   dP/dg_i  = phi'(n_i) / (n_i B) * g_i, with the factor taken as 0 where
+//              n_i = 0 (a constant critic: finite, as torch's norm backward).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <c10/util/Exception.h>
+
+#include <cmath>
+
+#include "macros.h"
+
+
+namespace fastgan::penalty {
+
+template <typename Acc>
+FASTGAN_HOST_DEVICE inline Acc excess(Acc norm, Acc center, bool one_sided) {
+  const Acc d = norm - center;
+  return one_sided && d < Acc(0) ? Acc(0) : d;
+}
+
+template <typename Acc>
+FASTGAN_HOST_DEVICE inline Acc phi(Acc norm, Acc center, bool one_sided) {
+  const Acc d = excess(norm, center, one_sided);
+  return d * d;
+}
+
+// phi'(n) / n: the per-sample factor that multiplies g_i in the backward.
+template <typename Acc>
+FASTGAN_HOST_DEVICE inline Acc dphi_over_norm(Acc norm, Acc center, bool one_sided) {
+  return norm > Acc(0) ? Acc(2) * excess(norm, center, one_sided) / norm : Acc(0);
+}
+
+inline void check_grads(const at::Tensor& grads, const char* op_name) {
+  TORCH_CHECK_VALUE(
+      grads.dim() >= 1 && grads.size(0) > 0, op_name,
+      ": `grads` must have a batch dimension with at least one sample, got shape ",
+      grads.sizes());
+  const auto t = grads.scalar_type();
+  TORCH_CHECK_TYPE(
+      t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16,
+      op_name, ": `grads` has dtype ", t,
+      "; expected float32, float64, float16 or bfloat16");
+}
+
+// The norms and the penalty are computed (and returned) in float32 for
+// float16 / bfloat16 gradients.
+inline at::ScalarType result_dtype(at::ScalarType t) {
+  return t == at::kHalf || t == at::kBFloat16 ? at::kFloat : t;
+}
+
+}  // namespace fastgan::penalty

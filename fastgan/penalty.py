@@ -15,6 +15,7 @@ import math
 import torch
 
 from fastgan import _library
+from fastgan._tensors import check_float_dtype
 
 __all__ = ["penalty_from_gradients"]
 
@@ -57,8 +58,7 @@ def penalty_from_gradients(
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
     if not isinstance(grads, torch.Tensor):
         raise TypeError(f"`grads` must be a Tensor, got {type(grads).__name__}")
-    if grads.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-        raise TypeError(f"`grads` has dtype {grads.dtype}; expected a floating-point dtype")
+    check_float_dtype(grads, "grads")
     if grads.dim() < 1 or grads.shape[0] == 0:
         raise ValueError(
             f"`grads` must have a batch dimension with at least one sample, got shape {tuple(grads.shape)}"

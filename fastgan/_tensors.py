@@ -58,7 +58,6 @@ def group_by_device(
     """Checks every dtype and groups the tensors by device, keeping their order."""
     groups: dict[torch.device, list[torch.Tensor]] = {}
     for i, t in enumerate(tensors):
-        if t.dtype not in FLOAT_DTYPES:
-            check_float_dtype(t, f"{name}[{i}]")
+        check_float_dtype(t, f"{name}[{i}]")
         groups.setdefault(t.device, []).append(t)
     return groups

@@ -12,8 +12,6 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgan._tensors import tensor_list
-
 BLOCK = 4096
 
 
@@ -39,7 +37,6 @@ def clip_(tensors: list[torch.Tensor], clip_value: float) -> torch.Tensor:
     Same contract as ``fastgan::clip_``: tensors on one device, float dtypes,
     any layout (non-dense tensors go through a contiguous copy).
     """
-    tensors = tensor_list(tensors, "tensors")
     device = tensors[0].device
     count = torch.zeros((), dtype=torch.int64, device=device)
     bounds: dict[torch.dtype, torch.Tensor] = {}

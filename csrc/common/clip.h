@@ -11,6 +11,7 @@
 
 #include <cmath>
 
+#include "dtypes.h"
 #include "macros.h"
 
 
@@ -34,11 +35,6 @@ inline Acc upper_bound(double clip_value) {
   return static_cast<Acc>(static_cast<T>(clip_value));
 }
 
-inline bool is_supported_dtype(at::ScalarType t) {
-  return t == at::kFloat || t == at::kDouble || t == at::kHalf ||
-      t == at::kBFloat16;
-}
-
 // Checks made by every backend's kernel: the Python API raises the same
 // errors (with the user's argument names) before it gets here.
 inline void check_args(at::TensorList tensors, double clip_value) {
@@ -47,7 +43,7 @@ inline void check_args(at::TensorList tensors, double clip_value) {
       ": `clip_value` must be finite and > 0, got ", clip_value);
   for (size_t i = 0; i < tensors.size(); ++i) {
     TORCH_CHECK_TYPE(
-        is_supported_dtype(tensors[i].scalar_type()), kOpName, ": tensors[", i,
+        is_float_dtype(tensors[i].scalar_type()), kOpName, ": tensors[", i,
         "] has dtype ", tensors[i].scalar_type(),
         "; clipping needs float32, float64, float16 or bfloat16");
   }

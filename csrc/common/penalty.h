@@ -13,8 +13,8 @@
 
 #include <cmath>
 
+#include "dtypes.h"
 #include "macros.h"
-
 
 namespace fastgan::penalty {
 
@@ -41,10 +41,8 @@ inline void check_grads(const at::Tensor& grads, const char* op_name) {
       grads.dim() >= 1 && grads.size(0) > 0, op_name,
       ": `grads` must have a batch dimension with at least one sample, got shape ",
       grads.sizes());
-  const auto t = grads.scalar_type();
   TORCH_CHECK_TYPE(
-      t == at::kFloat || t == at::kDouble || t == at::kHalf || t == at::kBFloat16,
-      op_name, ": `grads` has dtype ", t,
+      is_float_dtype(grads.scalar_type()), op_name, ": `grads` has dtype ", grads.scalar_type(),
       "; expected float32, float64, float16 or bfloat16");
 }
 

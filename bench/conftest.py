@@ -77,8 +77,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         ours = times.get("fastgan")
         write("")
         write(f"  {group}")
-        write(f"    {'contender':<22}{'median':>12}{'x floor':>10}{'fastgan speed-up':>18}")
+        write(f"    {'contender':<24}{'median':>12}{'x floor':>10}{'fastgan speed-up':>18}")
         for contender, median in sorted(times.items(), key=lambda kv: kv[1]):
             vs_floor = f"{median / floor:.2f}x" if floor else "-"
             speedup = f"{median / ours:.2f}x" if ours and contender != "fastgan" else "-"
-            write(f"    {contender:<22}{_format_time(median):>12}{vs_floor:>10}{speedup:>18}")
+            write(f"    {contender:<24}{_format_time(median):>12}{vs_floor:>10}{speedup:>18}")
+        overheads = [
+            f"{c} {times[c] / times[f'{c} (no penalty)']:.2f}x"
+            for c in times
+            if f"{c} (no penalty)" in times
+        ]
+        if overheads:
+            write(f"    penalty overhead (step with / without): {', '.join(overheads)}")

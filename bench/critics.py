@@ -1,4 +1,4 @@
-"""Critics the benchmarks clip: the seed-003 DCGAN discriminator and an MLP."""
+"""Critics for the benchmarks: the seed-003 DCGAN discriminator, a DCGAN 32x32 critic, an MLP."""
 
 from __future__ import annotations
 
@@ -33,3 +33,12 @@ def mlp_critic(width: int = 512, in_features: int = 2) -> nn.Sequential:
 
 
 CRITICS = {"dcgan_disc": dcgan_discriminator, "mlp_critic": mlp_critic}
+
+
+def dcgan32_critic() -> nn.Sequential:
+    """A DCGAN critic for 32x32 images without BatchNorm (WGAN-GP): conv 3-64-128-256, linear."""
+    layers: list[nn.Module] = []
+    for c_in, c_out in ((3, 64), (64, 128), (128, 256)):
+        layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+    layers += [nn.Flatten(), nn.Linear(256 * 4 * 4, 1)]
+    return nn.Sequential(*layers)

@@ -23,6 +23,22 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "penalty_from_gradients_backward(Tensor grad_penalty, Tensor grads, "
       "Tensor norms, float center, bool one_sided) -> Tensor");
+  // WGAN-GP's interpolates: out_i = eps_i * real_i + (1 - eps_i) * fake_i,
+  // one weight per sample (eps of shape (B,)), in one pass.
+  m.def("interpolate(Tensor real, Tensor fake, Tensor eps) -> Tensor");
+
+  // Fused bias and activation: gain * act(x + bias), the bias (C,) broadcast
+  // along `dim`. act: linear, relu, lrelu, tanh, sigmoid, elu, selu,
+  // softplus, swish; alpha is lrelu's negative slope and elu's saturation.
+  m.def(
+      "bias_act(Tensor x, Tensor? bias, str act, float alpha, float gain, int dim) "
+      "-> Tensor");
+  // grad * gain * act^(order)(x + bias), order 1 to 3: the backward of
+  // bias_act (order 1) and of its own backward (order 2, 3). Both ops have
+  // autograd kernels (csrc/autograd.cpp).
+  m.def(
+      "bias_act_grad(Tensor grad, Tensor x, Tensor? bias, str act, float alpha, "
+      "float gain, int dim, int order) -> Tensor");
 }
 
 // Ops that are not differentiable skip autograd entirely. clip_ updates

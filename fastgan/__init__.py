@@ -9,8 +9,23 @@ installation can run.
 from fastgan import _library  # loads the compiled ops once (warns if missing)
 from fastgan import reference
 from fastgan.clip import clip_parameters_
-from fastgan.penalty import penalty_from_gradients
+from fastgan import nn
+from fastgan.penalty import (
+    CriticLoss,
+    gradient_penalty,
+    penalty_from_gradients,
+    wgan_gp_critic_loss,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["clip_parameters_", "penalty_from_gradients", "reference", "__version__"]
+__all__ = [
+    "CriticLoss",
+    "clip_parameters_",
+    "gradient_penalty",
+    "nn",
+    "penalty_from_gradients",
+    "reference",
+    "wgan_gp_critic_loss",
+    "__version__",
+]

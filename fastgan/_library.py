@@ -8,8 +8,10 @@ it: nothing silently runs the pure-PyTorch reference instead.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -84,14 +86,56 @@ def require_kernel(op: str, device: torch.device) -> None:
 
 
 def compiled_ops() -> dict[str, list[str]]:
-    """Every compiled ``fastgan::`` op and the device types it has kernels for."""
+    """Every ``fastgan::`` op and the device types it has kernels for.
+
+    ``"cuda"`` means a compiled CUDA kernel; ``"cuda (triton)"`` a Triton
+    kernel registered as the op's CUDA implementation.
+    """
     if not LOADED:
         return {}
     names = sorted(n for n in torch._C._dispatch_get_all_op_names() if n.startswith("fastgan::"))
-    return {
-        name.split("::", 1)[1]: [d for d in _DISPATCH_KEYS if has_kernel(name.split("::", 1)[1], d)]
-        for name in names
-    }
+    ops = {}
+    for name in names:
+        op = name.split("::", 1)[1]
+        ops[op] = [
+            "cuda (triton)" if d == "cuda" and op in TRITON_OPS else d
+            for d in _DISPATCH_KEYS
+            if has_kernel(op, d)
+        ]
+    return ops
+
+
+#: Ops whose CUDA kernel is a Triton kernel from fastgan.kernels.
+TRITON_OPS: set[str] = set()
+_triton_impls: torch.library.Library | None = None
+
+
+def register_triton(op: str, module: str, function: str) -> None:
+    """Registers ``fastgan.kernels.<module>.<function>`` as the CUDA kernel of ``fastgan::<op>``.
+
+    Only where the compiled library has no CUDA kernel for the op. The Triton
+    module is imported on the first CUDA call, so importing fastgan never
+    needs triton; without it that call raises an ImportError saying so.
+    """
+    global _triton_impls
+    if not LOADED or torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", "CUDA"):
+        return
+
+    def kernel(*args):
+        try:
+            impl = getattr(importlib.import_module(f"fastgan.kernels.{module}"), function)
+        except ImportError as err:
+            raise ImportError(
+                f"fastgan::{op} runs a Triton kernel on CUDA tensors, and triton cannot be "
+                f"imported ({err}); install triton"
+            ) from err
+        return impl(*args)
+
+    if _triton_impls is None:
+        _triton_impls = torch.library.Library("fastgan", "IMPL")
+    _triton_impls.impl(op, kernel, "CUDA")
+    TRITON_OPS.add(op)
+    _kernel_cache.pop((op, "cuda"), None)
 
 
 def build_config() -> dict[str, object]:

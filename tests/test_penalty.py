@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -120,3 +121,239 @@ def test_bad_input():
     # The op checks its own arguments too (LibTorch users call it directly).
     with pytest.raises(ValueError, match="grads"):
         torch.ops.fastgan.penalty_from_gradients(torch.zeros(0, 3), 1.0, False)
+
+
+# ---------------------------------------------------------------------------
+# gradient_penalty and wgan_gp_critic_loss on whole critics
+
+
+def mlp_critic(in_features: int = 3) -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(in_features, 16), nn.LeakyReLU(0.2), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 1)
+    ).double()
+
+
+def conv_critic() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.LeakyReLU(0.2),
+        nn.Conv2d(4, 8, 3, stride=2, padding=1), nn.ELU(),
+        nn.Flatten(), nn.Linear(8 * 2 * 2, 1),
+    ).double()
+
+
+CRITICS = {"mlp": (mlp_critic, (3,)), "conv": (conv_critic, (2, 8, 8))}
+MODES = ["interpolate", "real", "fake", "dragan"]
+
+
+def seeded(generator) -> int:
+    seed = int(torch.randint(0, 2**31, (1,), generator=generator))
+    torch.manual_seed(seed)
+    return seed
+
+
+def plain_penalty_and_grads(critic, x_hat, weight, center, one_sided):
+    """The penalty by plain autograd on given points, and the critic's parameter gradients."""
+    critic.zero_grad()
+    x = x_hat.detach().requires_grad_()
+    (g,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    excess = torch.linalg.vector_norm(g.flatten(1), dim=1) - center
+    if one_sided:
+        excess = excess.clamp_min(0)
+    penalty = weight * excess.square().mean()
+    penalty.backward()
+    return penalty.detach(), [p.grad.clone() for p in critic.parameters() if p.grad is not None]
+
+
+@pytest.mark.parametrize("critic_name", list(CRITICS))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("one_sided", [False, True])
+@pytest.mark.parametrize("batch", [1, 5])
+@pytest.mark.parametrize("fused", [False, True])
+def test_gradient_penalty_matches_plain_autograd(critic_name, mode, one_sided, batch, fused, generator):
+    seed = seeded(generator)
+    make, sample_shape = CRITICS[critic_name]
+    critic = make()
+    if fused:
+        critic = fastgan.nn.fuse_activations_(critic)
+    real = rand((batch, *sample_shape), generator)
+    fake = rand((batch, *sample_shape), generator)
+    center = 0.0 if mode in ("real", "fake") else 1.0
+    critic.zero_grad()
+    ours = fastgan.gradient_penalty(
+        critic, real, fake, mode=mode, one_sided=one_sided, weight=7.0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    ours.backward()
+    ours_grads = [p.grad.clone() for p in critic.parameters() if p.grad is not None]
+    # The same points, drawn from the same seed.
+    x_hat = fastgan.penalty.penalty_points(
+        real, fake, mode=mode, generator=torch.Generator().manual_seed(seed), backend="reference"
+    )
+    ref, ref_grads = plain_penalty_and_grads(critic, x_hat, 7.0, center, one_sided)
+    torch.testing.assert_close(ours.detach(), ref, rtol=1e-6, atol=1e-12)
+    assert len(ours_grads) == len(ref_grads) > 0
+    for a, b in zip(ours_grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-12)
+
+
+def test_penalty_points(generator):
+    real = rand((64, 3, 2), generator)
+    fake = rand((64, 3, 2), generator)
+    seed = seeded(generator)
+    pts = fastgan.penalty.penalty_points(real, fake, generator=torch.Generator().manual_seed(seed))
+    assert pts.requires_grad and pts.is_leaf
+    eps = torch.rand(64, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).double()
+    torch.testing.assert_close(pts.detach(), eps.view(-1, 1, 1) * real + (1 - eps.view(-1, 1, 1)) * fake)
+    # One epsilon per sample, uniform on [0, 1]: not one for the whole batch.
+    assert eps.unique().numel() == 64
+    for mode, expected in (("real", real), ("fake", fake)):
+        assert fastgan.penalty.penalty_points(real, fake, mode=mode).detach().equal(expected)
+    # DRAGAN: real plus non-negative noise of at most 0.5 std(real) per element.
+    d = fastgan.penalty.penalty_points(real, mode="dragan", generator=generator).detach() - real
+    assert bool((d >= 0).all()) and bool((d <= 0.5 * real.std() + 1e-12).all()) and float(d.abs().max()) > 0
+
+
+def test_generator_reproducibility(generator):
+    critic = mlp_critic()
+    real, fake = rand((8, 3), generator), rand((8, 3), generator)
+
+    def gp(seed):
+        return fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+
+    assert gp(3).equal(gp(3))
+    assert not gp(3).equal(gp(4))
+
+
+@pytest.mark.parametrize("arrangement", ["separate", "pair", "joint", "auto"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_wgan_gp_critic_loss_matches_reference(arrangement, fused, generator):
+    seed = seeded(generator)
+    critic = conv_critic()
+    ours_critic = fastgan.nn.fuse_activations_(copy.deepcopy(critic)) if fused else copy.deepcopy(critic)
+    real = rand((4, 2, 8, 8), generator)
+    fake = rand((4, 2, 8, 8), generator).requires_grad_()  # as if straight from the generator
+    loss = fastgan.wgan_gp_critic_loss(
+        ours_critic, real, fake, arrangement=arrangement, generator=torch.Generator().manual_seed(seed)
+    )
+    loss.backward()
+    ref = reference.wgan_gp_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+    ref.backward()
+    torch.testing.assert_close(loss.detach(), ref.detach(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours_critic.parameters(), critic.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-6, atol=1e-12)
+    assert fake.grad is None  # nothing flows into the generator
+
+
+def test_batchnorm_critic_is_never_concatenated(generator):
+    critic = nn.Sequential(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 1)).double()
+    real, fake = rand((6, 3), generator), rand((6, 3), generator)
+    with pytest.raises(ValueError, match="BatchNorm"):
+        fastgan.wgan_gp_critic_loss(critic, real, fake, arrangement="pair")
+    seed = seeded(generator)
+    ours = fastgan.wgan_gp_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+    ref = reference.wgan_gp_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(ours, ref)
+
+
+def test_lazy_regularization(generator):
+    critic = mlp_critic()
+    real, fake = rand((8, 3), generator), rand((8, 3), generator)
+    seed = seeded(generator)
+    parts = [
+        fastgan.wgan_gp_critic_loss(
+            critic, real, fake, penalty_every=4, step=step, return_parts=True,
+            generator=torch.Generator().manual_seed(seed),
+        )
+        for step in (0, 1)
+    ]
+    plain = fastgan.wgan_gp_critic_loss(
+        critic, real, fake, return_parts=True, generator=torch.Generator().manual_seed(seed)
+    )
+    torch.testing.assert_close(parts[0].penalty, 4 * plain.penalty)
+    assert float(parts[1].penalty) == 0
+    torch.testing.assert_close(parts[1].loss, -plain.wasserstein)
+    torch.testing.assert_close(plain.loss.detach(), plain.penalty - plain.wasserstein)
+
+
+def test_constant_critic_is_finite(generator):
+    critic = nn.Sequential(nn.Linear(3, 1, bias=True)).double()
+    nn.init.zeros_(critic[0].weight)
+    penalty = fastgan.gradient_penalty(critic, rand((4, 3), generator), rand((4, 3), generator))
+    penalty.backward()
+    assert float(penalty.detach()) == pytest.approx(10.0)
+    assert torch.isfinite(critic[0].weight.grad).all()
+
+
+def test_under_no_grad(generator):
+    critic = mlp_critic()
+    with torch.no_grad():
+        p = fastgan.gradient_penalty(critic, rand((4, 3), generator), rand((4, 3), generator))
+    assert torch.isfinite(p)
+
+
+def test_gradient_penalty_bad_input(generator):
+    critic = mlp_critic()
+    real, fake = rand((4, 3), generator), rand((4, 3), generator)
+    with pytest.raises(ValueError, match="fake"):
+        fastgan.gradient_penalty(critic, real)
+    with pytest.raises(ValueError, match="shape"):
+        fastgan.gradient_penalty(critic, real, rand((5, 3), generator))
+    with pytest.raises(TypeError, match="real"):
+        fastgan.gradient_penalty(critic, real.long(), fake)
+    with pytest.raises(ValueError, match="weight"):
+        fastgan.gradient_penalty(critic, real, fake, weight=-1.0)
+    with pytest.raises(ValueError, match="mode"):
+        fastgan.gradient_penalty(critic, real, fake, mode="r3")
+    with pytest.raises(ValueError, match="one score per sample"):
+        fastgan.gradient_penalty(lambda x: critic(x).mean(), real, fake)
+    with pytest.raises(ValueError, match="arrangement"):
+        fastgan.wgan_gp_critic_loss(critic, real, fake, arrangement="stacked")
+    with pytest.raises(ValueError, match="penalty_every"):
+        fastgan.wgan_gp_critic_loss(critic, real, fake, penalty_every=0)
+    with pytest.raises(ValueError, match="eps"):
+        torch.ops.fastgan.interpolate(real, fake, torch.rand(3, dtype=torch.float64))
+
+
+def test_interpolate_op(generator):
+    real, fake = rand((5, 2, 3), generator), rand((5, 2, 3), generator)
+    eps = torch.rand(5, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(fastgan.penalty.interpolate(real, fake, eps), reference.interpolate(real, fake, eps))
+    args = tuple(t.clone().requires_grad_() for t in (real, fake, eps))
+    assert torch.autograd.gradcheck(torch.ops.fastgan.interpolate, args)
+    torch.library.opcheck(torch.ops.fastgan.interpolate.default, tuple(t.float() for t in (real, fake, eps)))
+
+
+def test_triton_penalty_kernels(triton_device, generator):
+    from fastgan.kernels import penalty as kernel
+
+    for dtype in (torch.float32, torch.float64):
+        g = rand((6, 3, 5, 5), generator, dtype=dtype, scale=0.3).to(triton_device)
+        g[2] = 0
+        for one_sided in (False, True):
+            p, norms = kernel.penalty_from_gradients(g, 1.0, one_sided)
+            gr = g.detach().clone().requires_grad_()
+            p_ref = reference.penalty_from_gradients(gr, one_sided=one_sided)
+            (d_ref,) = torch.autograd.grad(p_ref * 3.0, gr)
+            torch.testing.assert_close(p, p_ref.detach())
+            d = kernel.penalty_from_gradients_backward(torch.tensor(3.0, dtype=dtype), g, norms, 1.0, one_sided)
+            torch.testing.assert_close(d, d_ref)
+        r, f = rand((4, 7), generator, dtype=dtype), rand((4, 7), generator, dtype=dtype)
+        e = torch.rand(4, generator=generator, dtype=torch.float64).to(dtype)
+        torch.testing.assert_close(kernel.interpolate(r, f, e), reference.interpolate(r, f, e))
+
+
+def test_cuda_penalty_matches_cpu(device, generator):
+    if device.type != "cuda":
+        pytest.skip("the CUDA path (Triton kernels) needs a GPU")
+    critic = conv_critic().float()
+    real, fake = rand((8, 2, 8, 8), generator, dtype=torch.float32), rand((8, 2, 8, 8), generator, dtype=torch.float32)
+    seed = seeded(generator)
+    cpu = fastgan.wgan_gp_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+    gpu_critic = copy.deepcopy(critic).to(device)
+    gpu = fastgan.wgan_gp_critic_loss(
+        gpu_critic, real.to(device), fake.to(device), generator=torch.Generator().manual_seed(seed)
+    )
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-4, atol=1e-5)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        p = fastgan.gradient_penalty(gpu_critic, real.to(device), fake.to(device))
+    assert p.dtype == torch.float32

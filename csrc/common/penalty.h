@@ -46,6 +46,28 @@ inline void check_grads(const at::Tensor& grads, const char* op_name) {
       "; expected float32, float64, float16 or bfloat16");
 }
 
+inline void check_interpolate(
+    const at::Tensor& real, const at::Tensor& fake, const at::Tensor& eps, const char* op_name) {
+  TORCH_CHECK_VALUE(
+      real.sizes() == fake.sizes(), op_name, ": `real` has shape ", real.sizes(),
+      " but `fake` has ", fake.sizes());
+  TORCH_CHECK_VALUE(real.dim() >= 1, op_name, ": `real` must have a batch dimension");
+  TORCH_CHECK_TYPE(
+      is_float_dtype(real.scalar_type()), op_name, ": `real` has dtype ", real.scalar_type(),
+      "; expected float32, float64, float16 or bfloat16");
+  TORCH_CHECK_TYPE(
+      fake.scalar_type() == real.scalar_type() && eps.scalar_type() == real.scalar_type(),
+      op_name, ": `real`, `fake` and `eps` must share one dtype, got ", real.scalar_type(), ", ",
+      fake.scalar_type(), " and ", eps.scalar_type());
+  TORCH_CHECK_VALUE(
+      eps.dim() == 1 && eps.size(0) == real.size(0), op_name, ": `eps` must have shape (",
+      real.size(0), ",), one weight per sample, got ", eps.sizes());
+  TORCH_CHECK(
+      fake.device() == real.device() && eps.device() == real.device(), op_name,
+      ": `real`, `fake` and `eps` must be on one device, got ", real.device(), ", ",
+      fake.device(), " and ", eps.device());
+}
+
 // The norms and the penalty are computed (and returned) in float32 for
 // float16 / bfloat16 gradients.
 inline at::ScalarType result_dtype(at::ScalarType t) {

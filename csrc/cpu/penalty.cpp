@@ -1,5 +1,6 @@
-// fastgan::penalty_from_gradients on the CPU.
+// fastgan::penalty_from_gradients and fastgan::interpolate on the CPU.
 //
+// Interpolation: one read of real and fake, one write, samples in parallel.
 // Forward: one read of the gradients (per-sample sum of squares, samples in
 // parallel), then the B-term mean. Backward: one read and one write (each
 // sample scaled by its factor). Sums accumulate in double for float32 and
@@ -26,6 +27,7 @@ namespace {
 
 constexpr const char* kForward = "fastgan::penalty_from_gradients";
 constexpr const char* kBackward = "fastgan::penalty_from_gradients_backward";
+constexpr const char* kInterpolate = "fastgan::interpolate";
 
 // Eight independent partial sums: without them the compiler may not
 // reorder a floating-point sum, and the loop would run one element a cycle.
@@ -137,9 +139,45 @@ at::Tensor penalty_from_gradients_backward(
   return out;
 }
 
+at::Tensor interpolate(const at::Tensor& real, const at::Tensor& fake, const at::Tensor& eps) {
+  penalty::check_interpolate(real, fake, eps, kInterpolate);
+  const at::Tensor r = real.contiguous();
+  const at::Tensor f = fake.contiguous();
+  const at::Tensor e = eps.contiguous();
+  at::Tensor out = at::empty_like(r);
+  const int64_t batch = r.size(0);
+  const int64_t dim = batch == 0 ? 0 : r.numel() / batch;
+  if (r.numel() == 0) {
+    return out;
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, r.scalar_type(), kInterpolate, [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* rp = r.const_data_ptr<scalar_t>();
+    const scalar_t* fp = f.const_data_ptr<scalar_t>();
+    const scalar_t* ep = e.const_data_ptr<scalar_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    at::parallel_for(0, batch, rows_per_task(dim), [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const auto a = static_cast<acc_t>(ep[i]);
+        const auto b = acc_t(1) - a;
+        const scalar_t* rr = rp + i * dim;
+        const scalar_t* fr = fp + i * dim;
+        scalar_t* orow = o + i * dim;
+        FASTGAN_UNROLL
+        for (int64_t j = 0; j < dim; ++j) {
+          orow[j] = static_cast<scalar_t>(
+              a * static_cast<acc_t>(rr[j]) + b * static_cast<acc_t>(fr[j]));
+        }
+      }
+    });
+  });
+  return out;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
+  m.impl("interpolate", &interpolate);
   m.impl("penalty_from_gradients", &penalty_from_gradients);
   m.impl("penalty_from_gradients_backward", &penalty_from_gradients_backward);
 }

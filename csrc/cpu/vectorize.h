@@ -33,3 +33,11 @@ constexpr int64_t kGrain = 32768;
 #else
 #define FASTGAN_UNROLL
 #endif
+
+// Forces a helper into its caller, so that loops written once as templates
+// are compiled inside each FASTGAN_CPU_CLONES function (AVX2 included).
+#if defined(__GNUC__)
+#define FASTGAN_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define FASTGAN_ALWAYS_INLINE
+#endif

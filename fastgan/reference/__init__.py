@@ -6,6 +6,20 @@ mirrors. They are the test oracle, the benchmark baseline and what
 """
 
 from fastgan.reference.clip import clip_parameters_
-from fastgan.reference.penalty import penalty_from_gradients
+from fastgan.reference.bias_act import bias_act, bias_act_grad
+from fastgan.reference.penalty import (
+    gradient_penalty,
+    interpolate,
+    penalty_from_gradients,
+    wgan_gp_critic_loss,
+)
 
-__all__ = ["clip_parameters_", "penalty_from_gradients"]
+__all__ = [
+    "bias_act",
+    "bias_act_grad",
+    "clip_parameters_",
+    "gradient_penalty",
+    "interpolate",
+    "penalty_from_gradients",
+    "wgan_gp_critic_loss",
+]

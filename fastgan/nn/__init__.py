@@ -1,0 +1,6 @@
+"""Layers for critics: fused bias + activation and the one-line conversion of an existing critic."""
+
+from fastgan.nn import functional
+from fastgan.nn.modules import BiasAct, FusedLeakyReLU, fuse_activations_
+
+__all__ = ["BiasAct", "FusedLeakyReLU", "functional", "fuse_activations_"]

@@ -1,0 +1,135 @@
+r"""Fused bias + activation with first- and second-order derivatives.
+
+:func:`bias_act` computes :math:`y = g \cdot f(x + b)` in one pass, the bias
+broadcast along one dimension, and differentiates in one pass per order:
+
+.. math::
+    \frac{\partial y}{\partial x} = g\, f'(x + b), \qquad
+    \frac{\partial^2 y}{\partial x^2} = g\, f''(x + b).
+
+Its backward is itself a fastgan op whose own backward is fused too, which is
+what a gradient penalty's double backward runs through. For ``linear``,
+``relu`` and ``lrelu``, :math:`f'' = 0` almost everywhere: the double
+backward then sends nothing back through the forward pass (torch's own
+activations send a tensor of zeros through every layer below them).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from fastgan import _library
+
+__all__ = ["ACTIVATIONS", "bias_act"]
+
+BACKENDS = ("auto", "reference")
+
+
+class Activation(NamedTuple):
+    """An activation's default ``alpha`` and ``gain`` and whether ``f'' = 0``."""
+
+    alpha: float
+    gain: float
+    piecewise_linear: bool
+
+
+#: The supported activations, with the defaults of StyleGAN2's ``bias_act``:
+#: gain sqrt(2) for relu, lrelu and swish (variance-preserving), 1 otherwise;
+#: alpha 0.2 for lrelu (negative slope) and 1 for elu (saturation).
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": Activation(0.0, 1.0, True),
+    "relu": Activation(0.0, math.sqrt(2), True),
+    "lrelu": Activation(0.2, math.sqrt(2), True),
+    "tanh": Activation(0.0, 1.0, False),
+    "sigmoid": Activation(0.0, 1.0, False),
+    "elu": Activation(1.0, 1.0, False),
+    "selu": Activation(0.0, 1.0, False),
+    "softplus": Activation(0.0, 1.0, False),
+    "swish": Activation(0.0, math.sqrt(2), False),
+}
+
+
+def resolve(act: str, alpha: float | None, gain: float | None) -> tuple[float, float]:
+    """``(alpha, gain)`` with the activation's defaults filled in, validated."""
+    spec = ACTIVATIONS.get(act)
+    if spec is None:
+        raise ValueError(f"unknown activation `act`={act!r}; expected one of {list(ACTIVATIONS)}")
+    alpha = spec.alpha if alpha is None else float(alpha)
+    gain = spec.gain if gain is None else float(gain)
+    if not math.isfinite(alpha):
+        raise ValueError(f"`alpha` must be finite, got {alpha}")
+    if not math.isfinite(gain):
+        raise ValueError(f"`gain` must be finite, got {gain}")
+    return alpha, gain
+
+
+def bias_act(
+    x: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    act: str = "lrelu",
+    alpha: float | None = None,
+    gain: float | None = None,
+    dim: int = 1,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""``gain * act(x + bias)``, fused, with fused first and second derivatives.
+
+    Args:
+        x: any shape; float32, float64, float16 or bfloat16. Channels-last 4-D
+            tensors keep their layout.
+        bias: ``(x.shape[dim],)`` of x's dtype, or None.
+        act: ``linear``, ``relu``, ``lrelu``, ``tanh``, ``sigmoid``, ``elu``,
+            ``selu`` (torch's fixed constants), ``softplus`` (beta 1) or
+            ``swish`` (SiLU, :math:`v\,\sigma(v)`).
+        alpha: lrelu's negative slope (default 0.2) or elu's saturation
+            (default 1); ignored by the others.
+        gain: output scale; default sqrt(2) for relu, lrelu and swish and 1
+            otherwise (StyleGAN2's convention). Pass ``gain=1.0`` for
+            ``torch.nn.functional.leaky_relu`` and friends exactly.
+        dim: the dimension the bias runs along (1: channels of ``(N, C, ...)``
+            or features of a Linear layer's ``(N, C)`` output).
+        backend: ``"auto"`` (fastgan's kernels: C++ on the CPU, Triton on
+            CUDA) or ``"reference"`` (torch's own activation functions).
+
+    Returns:
+        A tensor shaped like ``x``. Differentiable with respect to ``x`` and
+        ``bias`` up to the third order, every derivative a fused kernel
+        (``gradgradcheck`` holds); a fourth derivative raises an error.
+
+    Raises:
+        ValueError: unknown ``act``, non-finite ``alpha`` / ``gain``, a bias
+            of the wrong length, or an unknown ``backend``.
+        TypeError: ``x`` or ``bias`` of an unsupported dtype.
+    """
+    alpha, gain = resolve(act, alpha, gain)
+    if backend == "reference":
+        from fastgan import reference
+
+        return reference.bias_act(x, bias, act, alpha, gain, dim)
+    if backend != "auto":
+        raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+    _library.require_kernel("bias_act", x.device)
+    return _bias_act_op(x, bias, act, alpha, gain, dim)
+
+
+if _library.LOADED:
+    _bias_act_op = torch.ops.fastgan.bias_act.default
+    _bias_act_grad_op = torch.ops.fastgan.bias_act_grad.default
+
+    @torch.library.register_fake("fastgan::bias_act")
+    def _bias_act_fake(x, bias, act, alpha, gain, dim):
+        return torch.empty_like(x)
+
+    @torch.library.register_fake("fastgan::bias_act_grad")
+    def _bias_act_grad_fake(grad, x, bias, act, alpha, gain, dim, order):
+        return torch.empty_like(x)
+
+    # Autograd for both ops is registered in C++ (csrc/autograd.cpp).
+
+    # On CUDA both ops run fastgan's Triton kernels.
+    _library.register_triton("bias_act", "bias_act", "bias_act")
+    _library.register_triton("bias_act_grad", "bias_act", "bias_act_grad")

@@ -1,0 +1,117 @@
+"""Modules over the fused bias + activation, and the one-line critic conversion."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from fastgan.nn.functional import bias_act, resolve
+
+__all__ = ["BiasAct", "FusedLeakyReLU", "fuse_activations_"]
+
+
+class BiasAct(nn.Module):
+    r"""``gain * act(x + bias)`` as a module (see :func:`fastgan.nn.functional.bias_act`).
+
+    Args:
+        act: the activation's name (``"lrelu"``, ``"relu"``, ``"tanh"``, ...).
+        channels: with a number, the module owns a learnable bias of that
+            length (initialised to ``bias_init``); None for no bias.
+        alpha, gain: as in ``bias_act`` (None: the activation's defaults).
+        dim: the dimension the bias runs along.
+    """
+
+    def __init__(
+        self,
+        act: str = "lrelu",
+        channels: int | None = None,
+        alpha: float | None = None,
+        gain: float | None = None,
+        dim: int = 1,
+        bias_init: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.act = act
+        self.alpha, self.gain = resolve(act, alpha, gain)
+        self.dim = dim
+        if channels is None:
+            self.register_parameter("bias", None)
+        else:
+            self.bias = nn.Parameter(torch.full((channels,), float(bias_init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return bias_act(x, self.bias, self.act, self.alpha, self.gain, self.dim)
+
+    def extra_repr(self) -> str:
+        channels = None if self.bias is None else self.bias.numel()
+        return f"act={self.act!r}, channels={channels}, alpha={self.alpha}, gain={self.gain:.4g}, dim={self.dim}"
+
+
+class FusedLeakyReLU(BiasAct):
+    r"""StyleGAN2's fused leaky ReLU: ``scale * leaky_relu(x + bias, negative_slope)``.
+
+    A learnable bias of ``channels`` elements along dim 1 (zeros, or no bias
+    with ``bias=False``), negative slope 0.2 and scale sqrt(2) by default.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        bias: bool = True,
+        negative_slope: float = 0.2,
+        scale: float = math.sqrt(2),
+    ) -> None:
+        super().__init__("lrelu", channels if bias else None, alpha=negative_slope, gain=scale)
+
+
+def _replacement(module: nn.Module) -> nn.Module | None:
+    """fastgan's equivalent of a torch activation module, or None."""
+    kind = type(module)
+    if kind is nn.ReLU:
+        return BiasAct("relu", gain=1.0)
+    if kind is nn.LeakyReLU:
+        return BiasAct("lrelu", alpha=module.negative_slope, gain=1.0)
+    if kind is nn.ELU:
+        return BiasAct("elu", alpha=module.alpha, gain=1.0)
+    if kind is nn.SELU:
+        return BiasAct("selu", gain=1.0)
+    if kind is nn.Tanh:
+        return BiasAct("tanh", gain=1.0)
+    if kind is nn.Sigmoid:
+        return BiasAct("sigmoid", gain=1.0)
+    if kind is nn.SiLU:
+        return BiasAct("swish", gain=1.0)
+    if kind is nn.Softplus and module.beta == 1:
+        return BiasAct("softplus", gain=1.0)
+    return None
+
+
+def fuse_activations_(module: nn.Module) -> nn.Module:
+    r"""Swaps torch's activation modules inside ``module`` for fastgan's, in place.
+
+    ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.ELU``, ``nn.SELU``, ``nn.Tanh``,
+    ``nn.Sigmoid``, ``nn.SiLU`` and ``nn.Softplus`` (beta 1) anywhere in the
+    module tree become :class:`BiasAct` modules computing the same function
+    (gain 1, no bias). Parameters, buffers, ``state_dict`` keys and outputs
+    are unchanged (softplus agrees with torch's to 1e-8 beyond torch's
+    linear threshold at 20); activations called functionally inside a
+    ``forward`` are not touched. The double backward of a gradient penalty
+    then runs through fastgan's fused derivatives and, for relu / lrelu,
+    skips the path back through the forward pass.
+
+    Returns:
+        ``module``, or its replacement when ``module`` is itself an activation.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"`module` must be an nn.Module, got {type(module).__name__}")
+    top = _replacement(module)
+    if top is not None:
+        return top.train(module.training)
+    for parent in module.modules():
+        for name, child in list(parent.named_children()):
+            new = _replacement(child)
+            if new is not None:
+                setattr(parent, name, new.train(child.training))
+    return module

@@ -7,10 +7,16 @@ installation can run.
 """
 
 from fastgan import _library  # loads the compiled ops once (warns if missing)
-from fastgan import reference
+from fastgan import losses, reference
 from fastgan.clip import clip_parameters_
 from fastgan.penalty import penalty_from_gradients
 
 __version__ = "0.1.0"
 
-__all__ = ["clip_parameters_", "penalty_from_gradients", "reference", "__version__"]
+__all__ = [
+    "clip_parameters_",
+    "losses",
+    "penalty_from_gradients",
+    "reference",
+    "__version__",
+]

@@ -7,7 +7,7 @@ installation can run.
 """
 
 from fastgan import _library  # loads the compiled ops once (warns if missing)
-from fastgan import losses, reference
+from fastgan import divergences, losses, reference
 from fastgan.clip import clip_parameters_
 from fastgan.penalty import penalty_from_gradients
 
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "clip_parameters_",
+    "divergences",
     "losses",
     "penalty_from_gradients",
     "reference",

@@ -7,7 +7,7 @@ installation can run.
 """
 
 from fastgan import _library  # loads the compiled ops once (warns if missing)
-from fastgan import divergences, losses, reference
+from fastgan import divergences, losses, metrics, reference
 from fastgan.clip import clip_parameters_
 from fastgan.penalty import penalty_from_gradients
 
@@ -17,6 +17,7 @@ __all__ = [
     "clip_parameters_",
     "divergences",
     "losses",
+    "metrics",
     "penalty_from_gradients",
     "reference",
     "__version__",

@@ -22,6 +22,9 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import Tensor
 
+from fastgan._checks import float_tensor
+from fastgan._tensors import check_float_dtype
+
 __all__ = [
     "kl",
     "js",
@@ -40,22 +43,8 @@ _LOG2 = math.log(2.0)
 # --------------------------------------------------------------------------- checks
 
 
-def _as_float_tensor(x: object, name: str) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"`{name}` must be a Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"`{name}` has dtype {x.dtype}; expected a float dtype")
-    if x.dim() == 0:
-        raise ValueError(f"`{name}` must have at least one dimension (the support)")
-    if bool(torch.isnan(x).any()):
-        raise ValueError(f"`{name}` contains NaN")
-    return x
-
-
 def _check_masses(x: object, name: str) -> Tensor:
-    x = _as_float_tensor(x, name)
-    if bool(torch.isinf(x).any()):
-        raise ValueError(f"`{name}` contains an infinite mass")
+    x = float_tensor(x, name, min_dims=1)
     if bool((x < 0).any()):
         raise ValueError(f"`{name}` has negative masses (min {x.min().item():.3g})")
     return x
@@ -178,9 +167,7 @@ def wasserstein(
     if support is None:
         gaps = torch.ones(n - 1, dtype=p.dtype, device=p.device)
     else:
-        x = _as_float_tensor(support, "support")
-        if not bool(torch.isfinite(x).all()):
-            raise ValueError("`support` contains an infinite position")
+        x = float_tensor(support, "support", min_dims=1)
         if x.dim() == 1:
             if x.shape[0] != n:
                 raise ValueError(f"`support` has {x.shape[0]} positions; the histograms have {n}")
@@ -234,7 +221,7 @@ def minimax_value(
     if discriminator is None:
         d = optimal_discriminator(p_r, p_g)
     else:
-        d = _as_float_tensor(discriminator, "discriminator")
+        d = float_tensor(discriminator, "discriminator", min_dims=1)
         if bool(((d < 0) | (d > 1)).any()):
             raise ValueError("`discriminator` must lie in [0, 1] (a probability of 'real')")
         if d.dim() > 1:
@@ -273,8 +260,7 @@ def parallel_lines(theta: Union[float, Tensor]) -> ParallelLines:
     results have its shape (float64 for a Python float).
     """
     if isinstance(theta, Tensor):
-        if not theta.is_floating_point():
-            raise TypeError(f"`theta` has dtype {theta.dtype}; expected a float dtype")
+        check_float_dtype(theta, "theta")
         t = theta
     elif isinstance(theta, (int, float)) and not isinstance(theta, bool):
         t = torch.tensor(float(theta), dtype=torch.float64)

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fastgan._tensors import check_float_dtype
+
 __all__ = [
     "AdversarialLoss",
     "Minimax",
@@ -71,8 +73,7 @@ _LOG2 = math.log(2.0)
 def _check_output(t: object, name: str) -> Tensor:
     if not isinstance(t, Tensor):
         raise TypeError(f"`{name}` must be a Tensor of critic outputs, got {type(t).__name__}")
-    if not t.is_floating_point():
-        raise TypeError(f"`{name}` has dtype {t.dtype}; critic outputs must be a float dtype")
+    check_float_dtype(t, name)
     if t.numel() == 0:
         raise ValueError(f"`{name}` is empty; a loss is a mean over at least one critic output")
     return t

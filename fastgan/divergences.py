@@ -60,7 +60,7 @@ def _sum_tolerance(dtype: torch.dtype, n: int) -> float:
 def _histograms(
     p: object, q: object, dim: int, normalize: bool, names: tuple[str, str] = ("p", "q")
 ) -> tuple[Tensor, Tensor, int]:
-    """Checked, broadcast histograms ``p``, ``q`` and the support dim as a negative index."""
+    """``p`` and ``q`` checked, with the support moved last and broadcast, and its size."""
     checked = []
     for x, name in ((p, names[0]), (q, names[1])):
         x = _check_masses(x, name)
@@ -75,7 +75,7 @@ def _histograms(
                 raise ValueError(f"`{name}` has a histogram with zero total mass; cannot normalize")
             x = x / total
         else:
-            err = (total - 1).abs().max().item()
+            err = (total - 1).abs().amax().item() if total.numel() else 0.0
             if err > _sum_tolerance(x.dtype, x.shape[-1]):
                 raise ValueError(
                     f"`{name}` does not sum to 1 along dim {dim} (off by up to {err:.3g}); "

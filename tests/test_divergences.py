@@ -202,6 +202,20 @@ def test_plot_without_matplotlib_says_so(tmp_path, monkeypatch):
         dv.plot_parallel_lines(tmp_path / "x.png")
 
 
+def test_same_values_on_every_device(device, generator):
+    p, q = histograms(generator, (3, 10), zeros=0.2), histograms(generator, (3, 10))
+    x = torch.sort(torch.randn(10, generator=generator, dtype=torch.float64)).values
+    for f in (dv.kl, dv.js, dv.tv, dv.wasserstein, dv.minimax_value):
+        got = f(p.to(device), q.to(device))
+        assert got.device.type == device.type
+        torch.testing.assert_close(got.cpu(), f(p, q))
+    torch.testing.assert_close(dv.wasserstein(p.to(device), q.to(device), x.to(device)).cpu(), dv.wasserstein(p, q, x))
+
+
+def test_empty_batch(generator):
+    assert dv.kl(torch.zeros(0, 4), torch.full((4,), 0.25)).shape == (0,)
+
+
 # ----------------------------------------------------------------- bad input
 
 

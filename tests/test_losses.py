@@ -352,3 +352,15 @@ def test_generator_ignores_real_where_not_needed(generator):
         loss = losses.get(name, **kw)
         if not loss.generator_needs_real:
             torch.testing.assert_close(loss.generator(fake), loss.generator(fake, outputs(generator, 9)))
+
+
+def test_same_values_on_every_device(device, generator):
+    real, fake = outputs(generator, 9), outputs(generator, 4)
+    for name, kw in ALL_LOSSES:
+        loss = losses.get(name, **kw)
+        for got, want in (
+            (loss.critic(real.to(device), fake.to(device)), loss.critic(real, fake)),
+            (loss.generator(fake.to(device), real.to(device)), loss.generator(fake, real)),
+        ):
+            assert got.device.type == device.type
+            torch.testing.assert_close(got.cpu(), want)

@@ -327,6 +327,24 @@ def test_inception_score_matches_numpy(splits, generator):
         metrics.inception_score(p[:2], splits=3)
 
 
+def test_metrics_run_on_every_device(device, generator):
+    centres = metrics.grid_centres(3, 2.0, dtype=torch.float64)
+    samples = metrics.sample_mixture(centres, 0.05, 200, generator=generator)
+    cpu = metrics.mode_metrics(samples, centres, 0.05)
+    dev = metrics.mode_metrics(samples.to(device), centres.to(device), 0.05)
+    assert dev["mode_counts"].tolist() == cpu["mode_counts"].tolist()
+    x = torch.randn(2, 8, 3, generator=generator, dtype=torch.float64)
+    y = torch.randn(2, 6, 3, generator=generator, dtype=torch.float64)
+    torch.testing.assert_close(metrics.mmd2(x.to(device), y.to(device), [1.0, 2.0]).cpu(), metrics.mmd2(x, y, [1.0, 2.0]))
+    critic = nn.Linear(3, 1).double()
+    got = metrics.critic_estimate(critic.to(device), x[0].to(device), x[1, :8].to(device), generator=generator)
+    assert got["grad_norm_max"] == pytest.approx(critic.weight.norm().item(), rel=1e-10)
+    same = torch.zeros(30, 2, device=device)
+    assert metrics.birthday_support(same, trials=5, generator=generator)["batch_size"] == 2
+    mu, cov = torch.zeros(3, dtype=torch.float64), torch.eye(3, dtype=torch.float64)
+    assert metrics.frechet_distance(mu.to(device), cov.to(device), (mu + 1).to(device), cov.to(device)) == pytest.approx(3.0)
+
+
 # ----------------------------------------------------------------- digits classifier
 
 

@@ -7,9 +7,8 @@ installation can run.
 """
 
 from fastgan import _library  # loads the compiled ops once (warns if missing)
-from fastgan import reference
+from fastgan import divergences, losses, metrics, nn, reference
 from fastgan.clip import clip_parameters_
-from fastgan import nn
 from fastgan.penalty import (
     CriticLoss,
     gradient_penalty,
@@ -22,7 +21,10 @@ __version__ = "0.1.0"
 __all__ = [
     "CriticLoss",
     "clip_parameters_",
+    "divergences",
     "gradient_penalty",
+    "losses",
+    "metrics",
     "nn",
     "penalty_from_gradients",
     "reference",

@@ -1,0 +1,60 @@
+"""Metrics for adversarial training: mode coverage, MMD, critic quality, support size,
+and classifier-based image scores.
+
+=============================================== ==============================================
+:func:`mode_metrics`                            modes covered, high-quality fraction, reverse KL
+                                                on Gaussian-mixture toys (VEEGAN / PacGAN)
+:func:`mmd2`                                    unbiased (or biased) RBF-kernel MMD^2, several
+                                                bandwidths, batched, differentiable
+:func:`critic_estimate`                         a WGAN critic's E[D(real)] - E[D(fake)] against
+                                                its gradient norms (and an exact W_1 if given)
+:func:`birthday_support`                        birthday-paradox support size (Arora & Zhang)
+:func:`inception_score`, :func:`frechet_distance` the IS and FID formulas on any classifier's
+                                                probabilities / features
+:mod:`fastgan.metrics.digits`                   both, offline, on scikit-learn's 8x8 digits
+=============================================== ==============================================
+
+Exact W_1 / W_2, Sinkhorn divergences and sliced Wasserstein distances between sample
+sets belong to fastgan's optimal-transport module, not here.
+"""
+
+from fastgan.metrics.birthday import BirthdayEstimate, birthday_support, collision_probability
+from fastgan.metrics.critic import CriticEstimate, critic_estimate
+from fastgan.metrics.digits import (
+    DigitsClassifier,
+    digits_classifier,
+    digits_frechet_distance,
+    digits_inception_score,
+)
+from fastgan.metrics.mmd import median_bandwidth, mmd2, rbf_kernel
+from fastgan.metrics.modes import ModeMetrics, grid_centres, mode_metrics, ring_centres, sample_mixture
+from fastgan.metrics.scores import (
+    frechet_distance,
+    frechet_distance_from_features,
+    gaussian_statistics,
+    inception_score,
+)
+
+__all__ = [
+    "BirthdayEstimate",
+    "CriticEstimate",
+    "DigitsClassifier",
+    "ModeMetrics",
+    "birthday_support",
+    "collision_probability",
+    "critic_estimate",
+    "digits_classifier",
+    "digits_frechet_distance",
+    "digits_inception_score",
+    "frechet_distance",
+    "frechet_distance_from_features",
+    "gaussian_statistics",
+    "grid_centres",
+    "inception_score",
+    "median_bandwidth",
+    "mmd2",
+    "mode_metrics",
+    "rbf_kernel",
+    "ring_centres",
+    "sample_mixture",
+]

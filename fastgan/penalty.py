@@ -31,12 +31,19 @@ __all__ = [
 BACKENDS = ("auto", "reference")
 
 #: The arrangement ``wgan_gp_critic_loss(arrangement="auto")`` uses for
-#: critics whose samples do not interact (no BatchNorm), per device type.
-#: On a 2-core CPU (bench/bench_wgan_gp.py, README.md) "pair" was 4-5%
-#: faster than "separate" for the MLP critic and level for the DCGAN critic,
-#: and "joint" 1.4-1.6x slower. GPUs default to "pair" too (fewer, larger
-#: launches); that choice has not been measured yet.
-AUTO_ARRANGEMENT: dict[str, str] = {"cpu": "pair", "cuda": "pair"}
+#: critics whose samples do not interact (no BatchNorm), by device type and
+#: by whether the critic convolves. On a 2-core CPU (bench/bench_wgan_gp.py,
+#: README.md) "pair" was about 5% faster than "separate" for the MLP critic
+#: and level for the DCGAN critic, where the larger batch also changes the
+#: convolution algorithms' float32 rounding (1e-5 relative in the gradients);
+#: "joint" was 1.4-2x slower. The GPU entries follow the same rule and have
+#: not been measured yet.
+AUTO_ARRANGEMENT: dict[tuple[str, bool], str] = {
+    ("cpu", False): "pair",
+    ("cpu", True): "separate",
+    ("cuda", False): "pair",
+    ("cuda", True): "separate",
+}
 
 
 def penalty_from_gradients(
@@ -296,7 +303,10 @@ def _arrangement(critic: object, arrangement: str, device: torch.device) -> str:
         raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
     coupled = _couples_samples(critic)
     if arrangement == "auto":
-        return "separate" if coupled else AUTO_ARRANGEMENT.get(device.type, "separate")
+        if coupled:
+            return "separate"
+        convolves = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in critic.modules())
+        return AUTO_ARRANGEMENT.get((device.type, convolves), "separate")
     if arrangement != "separate" and coupled:
         raise ValueError(
             f"arrangement={arrangement!r} evaluates real and fake samples in one batch, which "
@@ -347,7 +357,8 @@ def wgan_gp_critic_loss(
             critic with BatchNorm (or one that is not an ``nn.Module``), whose
             outputs depend on what else is in the batch, and otherwise the
             arrangement measured fastest on the device
-            (:data:`AUTO_ARRANGEMENT`: ``"pair"`` on the CPU). Any
+            (:data:`AUTO_ARRANGEMENT`: ``"pair"`` for critics without
+            convolutions, ``"separate"`` for convolutional ones). Any
             arrangement gives the same loss and gradients up to rounding.
         penalty_every, step: lazy regularisation (Karras et al., StyleGAN2):
             the penalty is added only when ``step % penalty_every == 0``, with

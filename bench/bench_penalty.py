@@ -41,3 +41,21 @@ def bench_penalty_forward_backward(benchmark, bench_device, shape, contender):
         return grad
 
     benchmark(timed(step, bench_device))
+
+
+INTERPOLATE = {
+    "fastgan": lambda r, f, e: fastgan.penalty.interpolate(r, f, e),
+    "seed": lambda r, f, e: e.view(-1, 1, 1, 1) * r + (1 - e.view(-1, 1, 1, 1)) * f,
+}
+
+
+@pytest.mark.parametrize("contender", list(INTERPOLATE))
+def bench_interpolate(benchmark, bench_device, contender):
+    """WGAN-GP's interpolates for a 64x3x32x32 batch: one pass against the three-op expression."""
+    real = torch.randn(64, 3, 32, 32, device=bench_device)
+    fake = torch.randn(64, 3, 32, 32, device=bench_device)
+    eps = torch.rand(64, device=bench_device)
+    fn = INTERPOLATE[contender]
+    benchmark.group = f"interpolate / images_64x3x32x32 ({bench_device.type})"
+    benchmark.extra_info["contender"] = contender
+    benchmark(timed(lambda: fn(real, fake, eps), bench_device))

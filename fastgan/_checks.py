@@ -1,18 +1,18 @@
 """Value checks shared by the evaluation functions (divergences, metrics).
 
-They read values on the host, so they synchronise with a GPU: training-step code
-(losses, ops) checks only types, dtypes and shapes.
+float_tensor reads values on the host, so it synchronises with a GPU:
+training-step code (losses, ops) checks only types, dtypes, shapes and Python
+scalars (positive, positive_int, from fastgan._tensors).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import torch
 from torch import Tensor
 
-from fastgan._tensors import check_float_dtype
+from fastgan._tensors import check_float_dtype, positive, positive_int
+
+__all__ = ["float_tensor", "positive", "positive_int"]
 
 
 def float_tensor(x: object, name: str, *, dims: int | None = None, min_dims: int = 0) -> Tensor:
@@ -29,23 +29,3 @@ def float_tensor(x: object, name: str, *, dims: int | None = None, min_dims: int
     if bool(torch.isinf(x).any()):
         raise ValueError(f"`{name}` contains an infinite value")
     return x
-
-
-def positive(value: object, name: str, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (or >= 0), else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"`{name}` must be finite and {bound}, got {value}")
-    return value
-
-
-def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
-    """``value`` as an int >= ``minimum``, else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
-    return int(value)

@@ -42,14 +42,24 @@ def check_float_dtype(t: torch.Tensor, name: str) -> None:
         )
 
 
-def positive_finite(value: object, name: str) -> float:
-    """``value`` as a float, or ValueError / TypeError naming ``name``."""
+def positive(value: object, name: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a finite float > 0 (or >= 0), else a ValueError / TypeError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
     value = float(value)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"`{name}` must be finite and > 0, got {value}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"`{name}` must be finite and {bound}, got {value}")
     return value
+
+
+def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else a clear error."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}, got {value}")
+    return int(value)
 
 
 def group_by_device(

@@ -14,7 +14,7 @@ import math
 import torch
 
 from fastgan import _library
-from fastgan._tensors import TensorsOrModule, group_by_device, positive_finite, tensor_list
+from fastgan._tensors import TensorsOrModule, group_by_device, positive, tensor_list
 
 __all__ = ["clip_parameters_"]
 
@@ -67,7 +67,7 @@ def clip_parameters_(
         return reference.clip_parameters_(parameters, clip_value)
     c = clip_value
     if not (type(c) is float and 0.0 < c < math.inf):
-        c = positive_finite(clip_value, "clip_value")
+        c = positive(clip_value, "clip_value")
     tensors = parameters if type(parameters) in (list, tuple) else tensor_list(parameters, "parameters")
     if backend == "auto" and tensors and _library.LOADED:
         # The common case, one device and valid dtypes, goes straight to the

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype, positive_finite
+from fastgan._tensors import check_float_dtype, positive, positive_int
 
 __all__ = [
     "CriticLoss",
@@ -80,13 +80,7 @@ def penalty_from_gradients(
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    if not isinstance(grads, torch.Tensor):
-        raise TypeError(f"`grads` must be a Tensor, got {type(grads).__name__}")
-    check_float_dtype(grads, "grads")
-    if grads.dim() < 1 or grads.shape[0] == 0:
-        raise ValueError(
-            f"`grads` must have a batch dimension with at least one sample, got shape {tuple(grads.shape)}"
-        )
+    _check_sample_tensor(grads, "grads")
     if not math.isfinite(center):
         raise ValueError(f"`center` must be finite, got {center}")
     center, one_sided = float(center), bool(one_sided)
@@ -190,7 +184,7 @@ def penalty_points(
         eps = _uniform((real.shape[0],), real, generator)
         x_hat = interpolate(real, fake, eps, backend=backend)
     else:
-        scale = positive_finite(dragan_scale, "dragan_scale")
+        scale = positive(dragan_scale, "dragan_scale")
         perturbed = real + (scale * real.std()) * _uniform(tuple(real.shape), real, generator)
         eps = _uniform((real.shape[0],), real, generator)
         x_hat = interpolate(real, perturbed, eps, backend=backend)
@@ -221,15 +215,6 @@ def _default_center(center: float | None, mode: str) -> float:
     if not math.isfinite(center):
         raise ValueError(f"`center` must be finite, got {center}")
     return center
-
-
-def _check_weight(weight: float) -> float:
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
-        raise TypeError(f"`weight` must be a real number, got {type(weight).__name__}")
-    weight = float(weight)
-    if not (math.isfinite(weight) and weight >= 0):
-        raise ValueError(f"`weight` must be finite and >= 0, got {weight}")
-    return weight
 
 
 def gradient_penalty(
@@ -283,7 +268,7 @@ def gradient_penalty(
             sample.
         TypeError: non-floating or mismatched dtypes.
     """
-    weight = _check_weight(weight)
+    weight = positive(weight, "weight", allow_zero=True)
     center = _default_center(center, mode)
     with torch.enable_grad():
         x_hat = penalty_points(real, fake, mode=mode, generator=generator, dragan_scale=dragan_scale, backend=backend)
@@ -371,10 +356,9 @@ def wgan_gp_critic_loss(
     Returns:
         The loss (0-dim), or a :class:`CriticLoss` when ``return_parts``.
     """
-    weight = _check_weight(weight)
+    weight = positive(weight, "weight", allow_zero=True)
     center = _default_center(center, "interpolate")
-    if isinstance(penalty_every, bool) or not isinstance(penalty_every, int) or penalty_every < 1:
-        raise ValueError(f"`penalty_every` must be an int >= 1, got {penalty_every!r}")
+    penalty_every = positive_int(penalty_every, "penalty_every")
     real = _check_sample_tensor(real, "real").detach()
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)

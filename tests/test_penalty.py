@@ -357,3 +357,20 @@ def test_cuda_penalty_matches_cpu(device, generator):
     with torch.autocast("cuda", dtype=torch.bfloat16):
         p = fastgan.gradient_penalty(gpu_critic, real.to(device), fake.to(device))
     assert p.dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_penalty_in_float32(dtype, generator):
+    # Under autocast the critic runs in low precision; the norms and the
+    # penalty are still accumulated and returned in float32.
+    critic = mlp_critic().float()
+    real, fake = rand((16, 3), generator, dtype=torch.float32), rand((16, 3), generator, dtype=torch.float32)
+    seed = seeded(generator)
+    with torch.autocast("cpu", dtype=dtype):
+        p = fastgan.gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+        g = fastgan.penalty.penalty_points(real, fake, generator=torch.Generator().manual_seed(seed))
+        (grads,) = torch.autograd.grad(critic(g).sum(), g)
+    assert p.dtype == torch.float32
+    torch.testing.assert_close(p.detach(), 10 * reference.penalty_from_gradients(grads.double()).float())
+    low = grads.to(dtype)
+    assert fastgan.penalty_from_gradients(low).dtype == torch.float32

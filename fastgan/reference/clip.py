@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from fastgan._tensors import TensorsOrModule, positive_finite, tensor_list, check_float_dtype
+from fastgan._tensors import TensorsOrModule, positive, tensor_list, check_float_dtype
 
 
 @torch.no_grad()
@@ -17,7 +17,7 @@ def clip_parameters_(parameters: TensorsOrModule, clip_value: float) -> torch.Te
     :func:`fastgan.clip_parameters_`, written the obvious way: two passes over
     every tensor plus a reduction.
     """
-    c = positive_finite(clip_value, "clip_value")
+    c = positive(clip_value, "clip_value")
     tensors = tensor_list(parameters, "parameters")
     device = tensors[0].device if tensors else torch.device("cpu")
     clipped = torch.zeros((), dtype=torch.int64, device=device)

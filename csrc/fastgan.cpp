@@ -39,6 +39,17 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "bias_act_grad(Tensor grad, Tensor x, Tensor? bias, str act, float alpha, "
       "float gain, int dim, int order) -> Tensor");
+
+  // Exact 1-D optimal transport for B problems: u_values (B, n), v_values
+  // (B, m), weights of the same shapes summing to one mass per problem (or
+  // both None: uniform). Returns the cost sum over segments of the merged
+  // quantile functions of |u - v|^p (W_p^p) of shape (B,) and, when
+  // with_grad, its gradients with respect to u, v and (given) the weights;
+  // empty tensors for those not computed.
+  m.def(
+      "wasserstein_1d(Tensor u_values, Tensor v_values, Tensor? u_weights, "
+      "Tensor? v_weights, float p, bool with_grad) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 // Ops that are not differentiable skip autograd entirely. clip_ updates

@@ -7,7 +7,7 @@ installation can run.
 """
 
 from fastgan import _library  # loads the compiled ops once (warns if missing)
-from fastgan import divergences, losses, metrics, nn, reference
+from fastgan import divergences, losses, metrics, nn, ot, reference
 from fastgan.clip import clip_parameters_
 from fastgan.penalty import (
     CriticLoss,
@@ -26,6 +26,7 @@ __all__ = [
     "losses",
     "metrics",
     "nn",
+    "ot",
     "penalty_from_gradients",
     "reference",
     "wgan_gp_critic_loss",

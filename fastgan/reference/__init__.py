@@ -7,6 +7,7 @@ mirrors. They are the test oracle, the benchmark baseline and what
 
 from fastgan.reference.clip import clip_parameters_
 from fastgan.reference.bias_act import bias_act, bias_act_grad
+from fastgan.reference.ot import wasserstein_1d
 from fastgan.reference.penalty import (
     gradient_penalty,
     interpolate,
@@ -21,5 +22,6 @@ __all__ = [
     "gradient_penalty",
     "interpolate",
     "penalty_from_gradients",
+    "wasserstein_1d",
     "wgan_gp_critic_loss",
 ]

@@ -1,0 +1,157 @@
+"""fastgan.ot.wasserstein_1d and sliced_wasserstein against SciPy, POT and closed forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import ot as pot
+import pytest
+import scipy.stats
+import torch
+
+import fastgan
+from fastgan import reference
+from fastgan.ot import sliced_wasserstein, wasserstein_1d
+
+
+def rand(shape, generator, dtype=torch.float64):
+    return torch.randn(shape, generator=generator, dtype=torch.float64).to(dtype)
+
+
+def weights(shape, generator, dtype=torch.float64):
+    w = torch.rand(shape, generator=generator, dtype=torch.float64) + 0.05
+    return (w / w.sum(0, keepdim=True)).to(dtype)
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 7), (5, 5), (13, 29), (200, 150)])
+def test_p1_matches_scipy(n, m, generator):
+    u, v = rand(n, generator), rand(m, generator)
+    wu, wv = weights(n, generator), weights(m, generator)
+    ours = wasserstein_1d(u, v)
+    torch.testing.assert_close(ours, torch.tensor(scipy.stats.wasserstein_distance(u, v), dtype=torch.float64), rtol=1e-12, atol=1e-14)
+    ours_w = wasserstein_1d(u, v, wu, wv)
+    ref = scipy.stats.wasserstein_distance(u, v, wu, wv)
+    torch.testing.assert_close(ours_w, torch.tensor(ref, dtype=torch.float64), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("p", [1.0, 1.5, 2.0, 3.0])
+def test_batched_general_p_matches_pot_and_reference(p, generator):
+    u, v = rand((40, 3, 4), generator), rand((25, 3, 4), generator)
+    wu, wv = weights((40, 3, 4), generator), weights((25, 3, 4), generator)
+    # Ties and duplicates.
+    u[5:9] = u[4]
+    v[3] = u[0]
+    for args in ((u, v), (u, v, wu, wv)):
+        ours = wasserstein_1d(*args, p=p)
+        assert ours.shape == (3, 4)
+        # (POT's NumPy backend takes one trailing batch dimension.)
+        pot_value = pot.wasserstein_1d(*[a.reshape(a.shape[0], -1).numpy() for a in args], p=p)
+        np.testing.assert_allclose(ours.reshape(-1).numpy(), pot_value, rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(ours, reference.wasserstein_1d(*args, p=p), rtol=1e-10, atol=1e-13)
+
+
+def test_shovelfuls_example():
+    # Seed example: P = (3, 2, 1, 4), Q = (1, 2, 4, 3) on a grid of unit spacing: W = 5.
+    grid = torch.arange(4, dtype=torch.float64)
+    P = torch.tensor([3.0, 2, 1, 4], dtype=torch.float64)
+    Q = torch.tensor([1.0, 2, 4, 3], dtype=torch.float64)
+    assert float(wasserstein_1d(grid, grid, P, Q)) == pytest.approx(5.0, rel=1e-12)
+
+
+def test_parallel_lines_is_theta(generator):
+    # WGAN Example 1 projected on the first axis: P_0 = (0, Z), P_theta = (theta, Z).
+    for theta in (0.0, 0.3, -1.7):
+        z = torch.rand(64, 1, generator=generator, dtype=torch.float64)
+        x = torch.cat([torch.zeros_like(z), z], 1)
+        y = torch.cat([torch.full_like(z, theta), z], 1)
+        assert float(wasserstein_1d(x[:, 0], y[:, 0])) == pytest.approx(abs(theta), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 2.5])
+def test_gradients_match_reference_autograd(p, generator):
+    u, v = rand((30, 2), generator), rand((20, 2), generator)
+    wu, wv = weights((30, 2), generator), weights((20, 2), generator)
+    ins = [t.clone().requires_grad_() for t in (u, v, wu, wv)]
+    ref_ins = [t.clone().requires_grad_() for t in (u, v, wu, wv)]
+    upstream = rand((2,), generator)
+    ours = torch.autograd.grad(wasserstein_1d(*ins, p=p), ins, upstream)
+    ref = torch.autograd.grad(reference.wasserstein_1d(*ref_ins, p=p), ref_ins, upstream)
+    for a, b in zip(ours[:2], ref[:2]):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    # Weight gradients: only their mass-preserving part is determined by the
+    # distance (the weights of one problem sum to a fixed mass): compare along
+    # random directions that keep both masses.
+    for a, b in zip(ours[2:], ref[2:]):
+        d = rand(a.shape, generator)
+        d = d - d.mean(0, keepdim=True)
+        torch.testing.assert_close((a * d).sum(0), (b * d).sum(0), rtol=1e-8, atol=1e-11)
+
+
+def test_value_gradient_matches_finite_differences(generator):
+    u, v = rand(12, generator), rand(9, generator)
+    u.requires_grad_()
+    (g,) = torch.autograd.grad(wasserstein_1d(u, v, p=2.0), u)
+    h = 1e-6
+    for i in range(3):
+        e = torch.zeros_like(u)
+        e[i] = h
+        fd = (wasserstein_1d(u.detach() + e, v, p=2.0) - wasserstein_1d(u.detach() - e, v, p=2.0)) / (2 * h)
+        assert float(g[i]) == pytest.approx(float(fd), rel=1e-6, abs=1e-9)
+
+
+def test_double_backward_is_refused(generator):
+    u = rand(5, generator).requires_grad_()
+    with pytest.raises(RuntimeError, match="once"):
+        torch.autograd.grad(wasserstein_1d(u, rand(4, generator), p=2.0), u, create_graph=True)
+
+
+def test_float32(generator):
+    u, v = rand(1000, generator, torch.float32), rand(800, generator, torch.float32)
+    ours = wasserstein_1d(u, v, p=2.0)
+    assert ours.dtype == torch.float32
+    exact = pot.wasserstein_1d(u.double().numpy(), v.double().numpy(), p=2.0)
+    assert float(ours) == pytest.approx(exact, rel=1e-5)
+
+
+def test_sliced_wasserstein(generator):
+    x, y = rand((50, 3), generator), rand((40, 3), generator) + 1.0
+    seed = int(torch.randint(0, 2**31, (1,), generator=generator))
+    ours = sliced_wasserstein(x, y, n_projections=64, generator=torch.Generator().manual_seed(seed))
+    theta = torch.randn(3, 64, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    theta = theta / theta.norm(dim=0, keepdim=True)
+    expected = pot.wasserstein_1d((x @ theta).numpy(), (y @ theta).numpy(), p=2).mean() ** 0.5
+    assert float(ours) == pytest.approx(float(expected), rel=1e-10)
+    x40 = x[:40]
+    batched = sliced_wasserstein(
+        torch.stack([x40, x40]), torch.stack([y, x40]), n_projections=8, generator=torch.Generator().manual_seed(seed)
+    )
+    assert batched.shape == (2,) and float(batched[1]) == pytest.approx(0.0, abs=1e-12)
+    xr = x.clone().requires_grad_()
+    sliced_wasserstein(xr, y, generator=torch.Generator().manual_seed(seed)).backward()
+    assert torch.isfinite(xr.grad).all() and float(xr.grad.abs().sum()) > 0
+
+
+def test_opcheck(generator):
+    u, v = rand((3, 6), generator), rand((3, 4), generator)
+    wu, wv = weights((6, 3), generator).T.contiguous(), weights((4, 3), generator).T.contiguous()
+    for args in ((u, v, None, None, 2.0, False), (u, v, wu, wv, 1.0, True)):
+        torch.library.opcheck(torch.ops.fastgan.wasserstein_1d.default, args)
+
+
+def test_bad_input(generator):
+    u, v = rand(5, generator), rand(4, generator)
+    with pytest.raises(ValueError, match="mass"):
+        wasserstein_1d(u, v, torch.full((5,), 0.2, dtype=torch.float64), torch.full((4,), 0.3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="negative"):
+        wasserstein_1d(u, v, torch.tensor([0.5, 0.5, 0.2, -0.2, 0.0], dtype=torch.float64), torch.full((4,), 0.25, dtype=torch.float64))
+    with pytest.raises(ValueError, match="NaN"):
+        wasserstein_1d(torch.tensor([0.0, float("nan")], dtype=torch.float64), v)
+    with pytest.raises(ValueError, match="u_values"):
+        wasserstein_1d(torch.zeros(0, dtype=torch.float64), v)
+    with pytest.raises(ValueError, match="trailing"):
+        wasserstein_1d(rand((5, 2), generator), rand((4, 3), generator))
+    with pytest.raises(ValueError, match="p"):
+        wasserstein_1d(u, v, p=0.5)
+    with pytest.raises(TypeError, match="u_values"):
+        wasserstein_1d(torch.arange(5), v)
+    with pytest.raises(ValueError, match="shape"):
+        wasserstein_1d(u, v, torch.full((4,), 0.25, dtype=torch.float64), None)

@@ -35,14 +35,17 @@ namespace {
 
 using spectral_norm::MatrixShape;
 
-// Four independent partial sums so the dot product vectorises (a
-// floating-point sum may not be reordered by the compiler).
+// Sixteen independent partial sums (four AVX2 vectors of doubles) so the dot
+// product vectorises and hides the add latency: with four it ran at 1.8G
+// elements/s on the SN-GAN critic's weights, a third of the read bandwidth.
 template <typename T>
-FASTGAN_ALWAYS_INLINE inline double dot_generic(const T* x, const double* y, int64_t n) {
-  double lanes[4] = {0, 0, 0, 0};
+FASTGAN_ALWAYS_INLINE inline double dot_generic(
+    const T* __restrict__ x, const double* __restrict__ y, int64_t n) {
+  constexpr int kLanes = 16;
+  double lanes[kLanes] = {};
   int64_t j = 0;
-  for (; j + 4 <= n; j += 4) {
-    for (int k = 0; k < 4; ++k) {
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int k = 0; k < kLanes; ++k) {
       lanes[k] += static_cast<double>(x[j + k]) * y[j + k];
     }
   }
@@ -50,11 +53,15 @@ FASTGAN_ALWAYS_INLINE inline double dot_generic(const T* x, const double* y, int
   for (; j < n; ++j) {
     sum += static_cast<double>(x[j]) * y[j];
   }
-  return sum + ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3]));
+  for (int k = 0; k < kLanes; ++k) {
+    sum += lanes[k];
+  }
+  return sum;
 }
 
 template <typename T>
-FASTGAN_ALWAYS_INLINE inline void axpy_generic(double a, const T* x, double* y, int64_t n) {
+FASTGAN_ALWAYS_INLINE inline void axpy_generic(
+    double a, const T* __restrict__ x, double* __restrict__ y, int64_t n) {
   FASTGAN_UNROLL
   for (int64_t j = 0; j < n; ++j) {
     y[j] += a * static_cast<double>(x[j]);

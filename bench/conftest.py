@@ -89,3 +89,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         ]
         if overheads:
             write(f"    penalty overhead (step with / without): {', '.join(overheads)}")
+        baseline = times.get("no_sn")
+        if baseline is not None:
+            extra = {c: t - baseline for c, t in times.items() if c != "no_sn"}
+            parts = [f"{c} {_format_time(d).strip()} ({d / baseline:.0%})" for c, d in extra.items()]
+            line = f"    spectral-norm overhead (step minus no_sn): {', '.join(parts)}"
+            if extra.get("fastgan", 0) > 0 and "torch" in extra:
+                line += f"; torch / fastgan {extra['torch'] / extra['fastgan']:.1f}x"
+            write(line)

@@ -42,3 +42,14 @@ def dcgan32_critic() -> nn.Sequential:
         layers += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.LeakyReLU(0.2)]
     layers += [nn.Flatten(), nn.Linear(256 * 4 * 4, 1)]
     return nn.Sequential(*layers)
+
+
+def sngan_standard_cnn() -> nn.Sequential:
+    """SN-GAN's "standard CNN" critic for 32x32 images (Miyato et al. 2018), LeakyReLU 0.1: 16 tensors, 2.8M elements."""
+    spec = [(3, 64, 3, 1), (64, 64, 4, 2), (64, 128, 3, 1), (128, 128, 4, 2),
+            (128, 256, 3, 1), (256, 256, 4, 2), (256, 512, 3, 1)]
+    layers: list[nn.Module] = []
+    for c_in, c_out, k, stride in spec:
+        layers += [nn.Conv2d(c_in, c_out, k, stride=stride, padding=1), nn.LeakyReLU(0.1)]
+    layers += [nn.Flatten(), nn.Linear(4 * 4 * 512, 1)]
+    return nn.Sequential(*layers)

@@ -9,11 +9,21 @@
 // pass on their account. Kept in C++ so that each node costs what torch's
 // own nodes cost (a Python autograd.Function costs tens of microseconds per
 // call, which adds up over the layers of a critic).
+//
+// spectral_norm_scale (W / sigma) saves the weight and the power iteration's
+// state; its backward is the fused spectral_norm_scale_backward op. When a
+// graph of the backward itself is asked for (create_graph=True through the
+// normalised weight), the backward is written with ATen ops instead, sigma
+// recomputed as u^T W v so that its dependence on W is differentiated too.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/ops/mul.h>
 #include <ATen/ops/sum.h>
+#include <ATen/ops/div.h>
+#include <ATen/ops/sub.h>
+#include <c10/util/accumulate.h>
+#include <c10/core/GradMode.h>
 #include <c10/core/WrapDimMinimal.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -186,9 +196,91 @@ at::Tensor bias_act_grad_autograd(
   return BiasActGradFunction::apply(grad, x, bias, act, alpha, gain, dim, order);
 }
 
+at::Tensor call_spectral_norm_scale(
+    const at::Tensor& weight, const at::Tensor& state, int64_t index, int64_t offset,
+    int64_t dim) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastgan::spectral_norm_scale", "")
+                             .typed<at::Tensor(
+                                 const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t)>();
+  return op.call(weight, state, index, offset, dim);
+}
+
+at::Tensor call_spectral_norm_scale_backward(
+    const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& state, int64_t index,
+    int64_t offset, int64_t dim) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastgan::spectral_norm_scale_backward", "")
+          .typed<at::Tensor(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+              int64_t)>();
+  return op.call(grad, weight, state, index, offset, dim);
+}
+
+// u v^T laid out as the weight: U[a, h, b] = u[h] v[a * B + b].
+at::Tensor outer_as_weight(
+    const at::Tensor& weight, const at::Tensor& state, int64_t offset, int64_t dim) {
+  const int64_t h = weight.size(dim);
+  const int64_t cols = h == 0 ? 0 : weight.numel() / h;
+  const int64_t before = c10::multiply_integers(weight.sizes().begin(), weight.sizes().begin() + dim);
+  const auto as_weight = [&](const at::Tensor& t) {
+    return t.to(weight.scalar_type());
+  };
+  const at::Tensor u = as_weight(state.narrow(0, offset, h));
+  const at::Tensor v = as_weight(state.narrow(0, offset + h, cols));
+  const int64_t after = before == 0 ? 0 : cols / before;
+  return at::mul(u.view({1, h, 1}), v.view({before, 1, after})).reshape(weight.sizes());
+}
+
+class SpectralNormScaleFunction : public torch::autograd::Function<SpectralNormScaleFunction> {
+ public:
+  static at::Tensor forward(
+      AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& state, int64_t index,
+      int64_t offset, int64_t dim) {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({weight, state});
+    ctx->saved_data["index"] = index;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["dim"] = dim;
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_spectral_norm_scale(weight, state, index, offset, dim);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    variable_list out(5);
+    const at::Tensor& grad = grads[0];
+    if (!grad.defined() || !ctx->needs_input_grad(0)) {
+      return out;
+    }
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& weight = saved[0];
+    const at::Tensor& state = saved[1];
+    const int64_t index = ctx->saved_data["index"].toInt();
+    const int64_t offset = ctx->saved_data["offset"].toInt();
+    const int64_t dim = ctx->saved_data["dim"].toInt();
+    if (c10::GradMode::is_enabled() && (grad.requires_grad() || weight.requires_grad())) {
+      const at::Tensor uv = outer_as_weight(weight, state, offset, dim);
+      const at::Tensor sigma = at::sum(at::mul(uv, weight));
+      const at::Tensor coef = at::div(at::sum(at::mul(grad, weight)), at::mul(sigma, sigma));
+      out[0] = at::sub(at::div(grad, sigma), at::mul(coef, uv));
+    } else {
+      out[0] = call_spectral_norm_scale_backward(grad, weight, state, index, offset, dim);
+    }
+    return out;
+  }
+};
+
+at::Tensor spectral_norm_scale_autograd(
+    const at::Tensor& weight, const at::Tensor& state, int64_t index, int64_t offset,
+    int64_t dim) {
+  return SpectralNormScaleFunction::apply(weight, state, index, offset, dim);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
+  m.impl("spectral_norm_scale", &spectral_norm_scale_autograd);
   m.impl("bias_act", &bias_act_autograd);
   m.impl("bias_act_grad", &bias_act_grad_autograd);
 }

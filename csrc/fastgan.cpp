@@ -50,6 +50,24 @@ TORCH_LIBRARY(fastgan, m) {
       "wasserstein_1d(Tensor u_values, Tensor v_values, Tensor? u_weights, "
       "Tensor? v_weights, float p, bool with_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+
+  // Spectral normalisation (SN-GAN) of many layers at once. Runs n_iter
+  // power-iteration steps, u <- normalize(W v), v <- normalize(W^T u), for
+  // every layer's W_mat = weights[i].movedim(dims[i], 0).flatten(1), updating
+  // us[i] and vs[i] in place, and returns a float64 state: every layer's
+  // sigma = u^T W v first, then each layer's u and v as used (layout in
+  // csrc/common/spectral_norm.h). n_iter = 0 computes sigma without updating.
+  m.def(
+      "spectral_norm_power_iteration(Tensor[] weights, Tensor(a!)[] us, Tensor(b!)[] vs, "
+      "int[] dims, int n_iter, float eps) -> Tensor");
+  // weight / sigma for the layer at `index` of a state (its u and v at
+  // `offset`). Differentiable as torch's parametrization is, sigma = u^T W v
+  // with u and v constant; its autograd kernel is in csrc/autograd.cpp.
+  m.def("spectral_norm_scale(Tensor weight, Tensor state, int index, int offset, int dim) -> Tensor");
+  // grad / sigma - (<grad, weight> / sigma^2) u v^T: the backward of spectral_norm_scale.
+  m.def(
+      "spectral_norm_scale_backward(Tensor grad, Tensor weight, Tensor state, int index, "
+      "int offset, int dim) -> Tensor");
 }
 
 // Ops that are not differentiable skip autograd entirely. clip_ updates
@@ -58,4 +76,7 @@ TORCH_LIBRARY(fastgan, m) {
 // bookkeeping (9 us of 14 for an 8-tensor critic, measured on the CPU).
 TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
   m.impl("clip_", torch::CppFunction::makeFallthrough());
+  // The power iteration is not differentiable (torch's runs under no_grad)
+  // and updates the u and v buffers like torch's does, without history.
+  m.impl("spectral_norm_power_iteration", torch::CppFunction::makeFallthrough());
 }

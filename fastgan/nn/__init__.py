@@ -2,5 +2,13 @@
 
 from fastgan.nn import functional
 from fastgan.nn.modules import BiasAct, FusedLeakyReLU, fuse_activations_
+from fastgan.nn.spectral_norm import spectral_norm, spectral_norm_all
 
-__all__ = ["BiasAct", "FusedLeakyReLU", "functional", "fuse_activations_"]
+__all__ = [
+    "BiasAct",
+    "FusedLeakyReLU",
+    "functional",
+    "fuse_activations_",
+    "spectral_norm",
+    "spectral_norm_all",
+]

@@ -14,6 +14,11 @@ from fastgan.reference.penalty import (
     penalty_from_gradients,
     wgan_gp_critic_loss,
 )
+from fastgan.reference.spectral_norm import (
+    spectral_norm,
+    spectral_norm_all,
+    spectral_norm_power_iteration,
+)
 
 __all__ = [
     "bias_act",
@@ -23,5 +28,8 @@ __all__ = [
     "interpolate",
     "penalty_from_gradients",
     "wasserstein_1d",
+    "spectral_norm",
+    "spectral_norm_all",
+    "spectral_norm_power_iteration",
     "wgan_gp_critic_loss",
 ]

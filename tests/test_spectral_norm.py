@@ -1,0 +1,397 @@
+"""fastgan.nn.spectral_norm / spectral_norm_all against torch's own spectral_norm parametrization."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
+
+import fastgan
+from fastgan import reference
+from fastgan.nn import spectral_norm, spectral_norm_all
+from fastgan.nn.spectral_norm import ELIGIBLE_TYPES
+
+RTOL = {torch.float32: 1e-5, torch.float64: 1e-10}
+ATOL = {torch.float32: 1e-6, torch.float64: 1e-12}
+
+power_iteration = torch.ops.fastgan.spectral_norm_power_iteration.default
+scale = torch.ops.fastgan.spectral_norm_scale.default
+scale_backward = torch.ops.fastgan.spectral_norm_scale_backward.default
+
+
+def layer_and_input(kind: str, generator: torch.Generator, batch: int = 3):
+    """A layer of `kind` (fresh init from `generator`'s seed) and an input for it."""
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    layers = {
+        "linear": (lambda: nn.Linear(7, 5), (batch, 7)),
+        "conv1d": (lambda: nn.Conv1d(3, 4, 3), (batch, 3, 9)),
+        "conv2d": (lambda: nn.Conv2d(3, 6, 3, stride=2), (batch, 3, 8, 8)),
+        "conv3d": (lambda: nn.Conv3d(2, 3, 2), (batch, 2, 4, 4, 4)),
+        "convtranspose1d": (lambda: nn.ConvTranspose1d(3, 4, 3), (batch, 3, 5)),
+        "convtranspose2d": (lambda: nn.ConvTranspose2d(4, 2, 3, stride=2), (batch, 4, 5, 5)),
+        "convtranspose3d": (lambda: nn.ConvTranspose3d(2, 3, 2), (batch, 2, 3, 3, 3)),
+        "embedding": (lambda: nn.Embedding(11, 6), None),
+    }
+    make, shape = layers[kind]
+    layer = make()
+    if shape is None:
+        x = torch.randint(11, (batch, 4), generator=generator)
+    else:
+        x = torch.randn(shape, generator=generator)
+    return layer, x
+
+
+KINDS = ["linear", "conv1d", "conv2d", "conv3d", "convtranspose1d", "convtranspose2d", "convtranspose3d", "embedding"]
+
+
+def parametrization(module: nn.Module, name: str = "weight"):
+    return module.parametrizations[name][0]
+
+
+def sigma_of(module: nn.Module) -> torch.Tensor:
+    """u^T W_mat v from the module's buffers (one formula for both implementations)."""
+    p = parametrization(module)
+    w = module.parametrizations.weight.original.detach()
+    mat = w.movedim(p.dim, 0).flatten(1)
+    return torch.vdot(p._u, torch.mv(mat, p._v))
+
+
+def assert_same_state(ours: nn.Module, theirs: nn.Module, dtype: torch.dtype) -> None:
+    tol = dict(rtol=RTOL[dtype], atol=ATOL[dtype])
+    for (name_a, a), (name_b, b) in zip(ours.state_dict().items(), theirs.state_dict().items()):
+        assert name_a == name_b
+        torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{name_a}: {m}")
+    for a, b in zip(ours.modules(), theirs.modules()):
+        if hasattr(a, "parametrizations"):
+            torch.testing.assert_close(sigma_of(a), sigma_of(b), **tol)
+            torch.testing.assert_close(a.weight, b.weight, **tol)
+
+
+def train(model: nn.Module, x: torch.Tensor, steps: int, two_forwards: bool = True) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    for _ in range(steps):
+        opt.zero_grad()
+        out = model(x)
+        loss = (out**2).mean() + torch.relu(1 - out).mean()
+        if two_forwards:  # a critic sees real and fake in two forwards
+            loss = loss + torch.relu(1 + model(x.flip(0))).mean()
+        loss.backward()
+        opt.step()
+
+
+def pair(model: nn.Module, apply, dtype: torch.dtype):
+    """torch's spectral_norm and `apply` on copies of `model`, fastgan's given torch's u and v."""
+    theirs = copy.deepcopy(model).to(dtype)
+    for m in list(theirs.modules()):
+        if isinstance(m, ELIGIBLE_TYPES):
+            torch_spectral_norm(m)
+    ours = apply(copy.deepcopy(model).to(dtype))
+    ours.load_state_dict(theirs.state_dict())
+    return ours, theirs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("grouped", [False, True], ids=["spectral_norm", "spectral_norm_all"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_ten_training_steps_match_torch(kind, grouped, dtype, generator):
+    layer, x = layer_and_input(kind, generator)
+    model = nn.Sequential(layer, nn.Flatten())
+    apply = spectral_norm_all if grouped else (lambda m: (spectral_norm(m[0]), m)[1])
+    ours, theirs = pair(model, apply, dtype)
+    if x.is_floating_point():
+        x = x.to(dtype)
+    train(ours, x, 10)
+    train(theirs, x, 10)
+    assert_same_state(ours, theirs, dtype)
+    # Eval mode: u and v stay, outputs agree.
+    ours.eval()
+    theirs.eval()
+    u_before = parametrization(ours[0])._u.clone()
+    tol = dict(rtol=RTOL[dtype], atol=ATOL[dtype])
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), **tol)
+        torch.testing.assert_close(ours(x), theirs(x), **tol)
+    assert torch.equal(parametrization(ours[0])._u, u_before)
+    assert_same_state(ours, theirs, dtype)
+
+
+def critic(dtype: torch.dtype = torch.float64) -> nn.Sequential:
+    """A small SN-GAN-style critic: convolutions, a transposed one, LeakyReLU 0.1, linear."""
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(8, 8, 4, stride=2, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.ConvTranspose2d(8, 4, 3, stride=1, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.Flatten(),
+        nn.Linear(4 * 4 * 4, 1),
+    ).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_critic_training_with_gradient_penalty_matches_torch(dtype, generator):
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    ours, theirs = pair(critic(), spectral_norm_all, dtype)
+    real = torch.randn(4, 3, 8, 8, generator=generator, dtype=dtype)
+    fake = torch.randn(4, 3, 8, 8, generator=generator, dtype=dtype)
+    for model in (ours, theirs):
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.0, 0.9))
+        g = torch.Generator().manual_seed(1)
+        for _ in range(10):
+            opt.zero_grad()
+            loss = torch.relu(1 - model(real)).mean() + torch.relu(1 + model(fake)).mean()
+            loss = loss + fastgan.gradient_penalty(model, real, fake, generator=g, backend="reference")
+            loss.backward()
+            opt.step()
+    assert_same_state(ours, theirs, dtype)
+
+
+def test_double_backward_matches_torch(generator):
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    ours, theirs = pair(critic(), spectral_norm_all, torch.float64)
+    x = torch.randn(3, 3, 8, 8, generator=generator, dtype=torch.float64)
+    grads = []
+    for model in (ours, theirs):
+        penalty = fastgan.gradient_penalty(model, x, mode="real", center=1.0)
+        grads.append(torch.autograd.grad(penalty, list(model.parameters()), allow_unused=True))
+    for a, b in zip(*grads):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("direction", ["torch_to_fastgan", "fastgan_to_torch"])
+def test_state_dict_interchange(direction, generator):
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    base = critic()
+    x = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
+    ours = spectral_norm_all(copy.deepcopy(base))
+    theirs = copy.deepcopy(base)
+    for m in list(theirs.modules()):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            torch_spectral_norm(m)
+    source, target = (theirs, ours) if direction == "torch_to_fastgan" else (ours, theirs)
+    train(source, x, 3)
+    assert list(source.state_dict()) == list(target.state_dict())
+    target.load_state_dict(source.state_dict())
+    source.eval()
+    target.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(target(x), source(x), rtol=1e-12, atol=1e-14)
+
+
+def test_parametrization_init_matches_torch():
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(3)
+        theirs = torch_spectral_norm(nn.Conv2d(3, 5, 3).to(dtype))
+        torch.manual_seed(3)
+        ours = spectral_norm(nn.Conv2d(3, 5, 3).to(dtype))
+        for buf in ("_u", "_v"):
+            torch.testing.assert_close(
+                getattr(parametrization(ours), buf), getattr(parametrization(theirs), buf),
+                rtol=1e-4 if dtype == torch.float32 else 1e-9, atol=1e-6,
+            )
+
+
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+@pytest.mark.parametrize("n_iter", [0, 1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_power_iteration_matches_reference(dim, n_iter, dtype, generator):
+    shapes = [(5, 4, 3), (2, 7, 1), (1, 1, 1), (40, 300, 3)]
+    weights = [torch.randn(s, generator=generator, dtype=torch.float64).to(dtype) for s in shapes]
+    # A non-contiguous weight, and a non-contiguous u.
+    weights[0] = weights[0].transpose(0, 2).contiguous().transpose(0, 2)
+    assert not weights[0].is_contiguous()
+    dims = [dim % w.dim() for w in weights]
+    us = [torch.randn(w.shape[d], generator=generator, dtype=torch.float64).to(dtype) for w, d in zip(weights, dims)]
+    vs = [torch.randn(w.numel() // w.shape[d], generator=generator, dtype=torch.float64).to(dtype) for w, d in zip(weights, dims)]
+    us[1] = torch.randn(2 * us[1].numel(), dtype=dtype)[::2]
+    if us[1].numel() > 1:
+        assert not us[1].is_contiguous()
+    # The reference runs in float64: a float32 sum of 12000 products can be
+    # off by more than 1e-5 of the result, and fastgan sums in float64.
+    us_ref = [u.to(torch.float64, copy=True) for u in us]
+    vs_ref = [v.to(torch.float64, copy=True) for v in vs]
+    state = power_iteration(weights, us, vs, dims, n_iter, 1e-12)
+    sigmas = reference.spectral_norm_power_iteration(
+        [w.double() for w in weights], us_ref, vs_ref, dims, n_iter, 1e-12
+    )
+    tol = dict(rtol=RTOL[dtype], atol=ATOL[dtype])
+    torch.testing.assert_close(state[: len(weights)], torch.stack(sigmas), **tol)
+    for u, v, u_ref, v_ref in zip(us, vs, us_ref, vs_ref):
+        torch.testing.assert_close(u.double(), u_ref, **tol)
+        torch.testing.assert_close(v.double(), v_ref, **tol)
+
+
+def test_empty_and_zero_weights():
+    weights = [torch.zeros(3, 4), torch.empty(0, 4), torch.empty(3, 0), torch.randn(2, 2)]
+    us = [torch.ones(3), torch.empty(0), torch.ones(3), torch.ones(2)]
+    vs = [torch.ones(4), torch.ones(4), torch.empty(0), torch.ones(2)]
+    us_ref = [u.clone() for u in us]
+    vs_ref = [v.clone() for v in vs]
+    state = power_iteration(weights, us, vs, [0, 0, 0, 0], 1, 1e-12)
+    sigmas = reference.spectral_norm_power_iteration(weights, us_ref, vs_ref, [0] * 4, 1, 1e-12)
+    torch.testing.assert_close(state[:4].float(), torch.stack(sigmas))
+    for a, b in zip(us + vs, us_ref + vs_ref):
+        torch.testing.assert_close(a, b)
+    out = scale(weights[1], state, 1, 0, 0)
+    assert out.shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_close_to_torch(dtype):
+    torch.manual_seed(0)
+    base = nn.Linear(64, 32)
+    theirs = torch_spectral_norm(copy.deepcopy(base).to(dtype))
+    ours = spectral_norm(copy.deepcopy(base).to(dtype))
+    ours.load_state_dict(theirs.state_dict())
+    exact = torch_spectral_norm(copy.deepcopy(base).double())
+    exact.load_state_dict({k: v.double() for k, v in theirs.state_dict().items()})
+    w_exact = exact.weight
+    err_torch = (theirs.weight.double() - w_exact).abs().max()
+    err_ours = (ours.weight.double() - w_exact).abs().max()
+    assert err_ours <= 2 * err_torch + 1e-3
+
+
+@pytest.mark.parametrize("dim", [0, 1])
+def test_gradcheck_fused_backward(dim, generator):
+    w = torch.randn(4, 3, 5, generator=generator, dtype=torch.float64)
+    rows = w.shape[dim]
+    u = torch.nn.functional.normalize(torch.randn(rows, generator=generator, dtype=torch.float64), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(w.numel() // rows, generator=generator, dtype=torch.float64), dim=0)
+
+    def normalized(weight):
+        # n_iter = 0: sigma = u^T W v of this very weight, so finite differences see it move.
+        state = power_iteration([weight], [u], [v], [dim], 0, 1e-12)
+        return scale(weight, state, 0, 1, dim)
+
+    w.requires_grad_()
+    assert torch.autograd.gradcheck(normalized, (w,))
+    assert torch.autograd.gradgradcheck(normalized, (w,))
+
+
+def test_fused_backward_equals_composite(generator):
+    w = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    u, v = torch.randn(6, dtype=torch.float64), torch.randn(5, dtype=torch.float64)
+    state = power_iteration([w], [u], [v], [0], 2, 1e-12)
+    g = torch.randn(6, 5, generator=generator, dtype=torch.float64)
+    fused = scale_backward(g, w, state, 0, 1, 0)
+    wr = w.clone().requires_grad_()
+    sigma = torch.vdot(u, torch.mv(wr, v))
+    (expected,) = torch.autograd.grad(wr / sigma, wr, g)
+    torch.testing.assert_close(fused, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_opcheck(generator):
+    weights = [torch.randn(5, 4, generator=generator), torch.randn(3, 2, 2, generator=generator)]
+    us = [torch.randn(5, generator=generator), torch.randn(2, generator=generator)]
+    vs = [torch.randn(4, generator=generator), torch.randn(6, generator=generator)]
+    torch.library.opcheck(power_iteration, (weights, us, vs, [0, 1], 1, 1e-12))
+    state = power_iteration(weights, us, vs, [0, 1], 1, 1e-12)
+    w = weights[1].clone().requires_grad_()
+    torch.library.opcheck(scale, (w, state, 1, 2 + 5 + 4, 1))
+    g = torch.randn(3, 2, 2, generator=generator)
+    torch.library.opcheck(scale_backward, (g, weights[1], state, 1, 2 + 5 + 4, 1))
+
+
+def test_bad_input_errors():
+    with pytest.raises(ValueError, match="no parameter or buffer named 'weigth'"):
+        spectral_norm(nn.Linear(3, 2), name="weigth")
+    with pytest.raises(ValueError, match="n_power_iterations"):
+        spectral_norm(nn.Linear(3, 2), n_power_iterations=0)
+    with pytest.raises(TypeError, match="n_power_iterations"):
+        spectral_norm(nn.Linear(3, 2), n_power_iterations=1.5)
+    for eps in (0.0, -1.0):
+        with pytest.raises(ValueError, match="eps"):
+            spectral_norm(nn.Linear(3, 2), eps=eps)
+    with pytest.raises(IndexError, match="dim"):
+        spectral_norm(nn.Linear(3, 2), dim=2)
+    with pytest.raises(TypeError, match="module"):
+        spectral_norm(torch.randn(3, 2))
+    with pytest.raises(ValueError, match="backend"):
+        spectral_norm(nn.Linear(3, 2), backend="cuda")
+    with pytest.raises(ValueError, match="already parametrized"):
+        spectral_norm(spectral_norm(nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="no layer"):
+        spectral_norm_all(nn.ReLU())
+    with pytest.raises(ValueError, match="n_power_iterations"):
+        spectral_norm_all(nn.Linear(3, 2), n_power_iterations=0)
+    w = torch.randn(3, 2)
+    with pytest.raises(RuntimeError, match=r"us\[0\] must have shape \(3,\)"):
+        power_iteration([w], [torch.ones(2)], [torch.ones(2)], [0], 1, 1e-12)
+    with pytest.raises(RuntimeError, match="one entry per layer"):
+        power_iteration([w], [torch.ones(3)], [], [0], 1, 1e-12)
+    with pytest.raises(RuntimeError, match=r"vs\[0\] has dtype Double"):
+        power_iteration([w], [torch.ones(3)], [torch.ones(2, dtype=torch.float64)], [0], 1, 1e-12)
+    with pytest.raises(RuntimeError, match="`eps` must be > 0"):
+        power_iteration([w], [torch.ones(3)], [torch.ones(2)], [0], 1, 0.0)
+    with pytest.raises(RuntimeError, match="at least 2 dimensions"):
+        power_iteration([torch.ones(3)], [torch.ones(3)], [torch.ones(1)], [0], 1, 1e-12)
+
+
+def test_deepcopy_copies_the_group(generator):
+    torch.manual_seed(0)
+    model = spectral_norm_all(critic())
+    x = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
+    clone = copy.deepcopy(model)
+    u_model = parametrization(model[0])._u.clone()
+    out_clone = clone(x)
+    # The copy's hooks iterate the copy's buffers, not the original's.
+    assert torch.equal(parametrization(model[0])._u, u_model)
+    assert not torch.equal(parametrization(clone[0])._u, u_model)
+    torch.testing.assert_close(model(x), out_clone, rtol=1e-12, atol=1e-14)
+
+
+def test_no_grad_and_direct_weight_access_match_torch(generator):
+    torch.manual_seed(1)
+    ours, theirs = pair(critic(), spectral_norm_all, torch.float64)
+    x = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x), rtol=1e-12, atol=1e-14)
+    # Outside a forward of the model, each access iterates on its own (as torch's does).
+    torch.testing.assert_close(ours[0].weight, theirs[0].weight, rtol=1e-12, atol=1e-14)
+    assert_same_state(ours, theirs, torch.float64)
+
+
+def test_mixed_train_and_eval_layers_in_a_group(generator):
+    torch.manual_seed(2)
+    ours, theirs = pair(critic(), spectral_norm_all, torch.float64)
+    for model in (ours, theirs):
+        model[2].eval()
+    x = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
+    train(ours, x, 3)
+    train(theirs, x, 3)
+    assert_same_state(ours, theirs, torch.float64)
+
+
+def test_reference_backend_matches(generator):
+    torch.manual_seed(4)
+    base = critic()
+    ours = spectral_norm_all(copy.deepcopy(base))
+    ref = spectral_norm_all(copy.deepcopy(base), backend="reference")
+    ref.load_state_dict(ours.state_dict())
+    x = torch.randn(2, 3, 8, 8, generator=generator, dtype=torch.float64)
+    train(ours, x, 5)
+    train(ref, x, 5)
+    assert_same_state(ours, ref, torch.float64)
+
+
+def test_n_power_iterations_and_explicit_dim(generator):
+    torch.manual_seed(5)
+    base = nn.Conv2d(3, 4, 3).double()
+    theirs = torch_spectral_norm(copy.deepcopy(base), n_power_iterations=3, dim=1)
+    ours = spectral_norm(copy.deepcopy(base), n_power_iterations=3, dim=1)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3, 6, 6, generator=generator, dtype=torch.float64)
+    train(ours, x, 4, two_forwards=False)
+    train(theirs, x, 4, two_forwards=False)
+    assert_same_state(ours, theirs, torch.float64)
+
+
+def test_one_dimensional_weight_is_normalized():
+    m = spectral_norm(nn.Linear(3, 4), name="bias")
+    torch.testing.assert_close(m.bias, torch.nn.functional.normalize(m.parametrizations.bias.original, dim=0))

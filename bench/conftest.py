@@ -54,8 +54,9 @@ def timed(fn, device: torch.device, repeat: int = 1):
 
 
 def _format_time(seconds: float) -> str:
+    """A duration in s, ms, us or ns; differences may be negative (noise)."""
     for unit, scale in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
-        if seconds >= scale:
+        if abs(seconds) >= scale:
             return f"{seconds / scale:8.2f} {unit}"
     return f"{seconds / 1e-9:8.2f} ns"
 

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import ot as pot
 import pytest
+import scipy.optimize
 import scipy.stats
 import torch
 
@@ -51,3 +53,60 @@ def bench_wasserstein_1d(benchmark, bench_device, setup, contender):
     benchmark.group = f"wasserstein_1d / {setup} (cpu, float64)"
     benchmark.extra_info["contender"] = contender
     benchmark.pedantic(fns[contender], rounds=5 if batch is None else 10, warmup_rounds=1)
+
+
+def _points(n: int, batch: int | None = None):
+    gen = torch.Generator().manual_seed(1)
+    shape = (n, 2) if batch is None else (batch, n, 2)
+    return torch.rand(shape, generator=gen, dtype=torch.float64), torch.rand(shape, generator=gen, dtype=torch.float64)
+
+
+def _emd_contenders(x: torch.Tensor, y: torch.Tensor):
+    """Exact EMD between equal-size uniform point sets, cost matrix included for everyone."""
+    n = x.shape[-2]
+    w = np.full(n, 1.0 / n)
+
+    def fastgan_emd():
+        return fastgan.ot.linear_sum_assignment(torch.cdist(x, y).square()).cost / n
+
+    def scipy_emd():
+        out = []
+        for xb, yb in zip(x.reshape(-1, n, 2), y.reshape(-1, n, 2)):
+            cost = torch.cdist(xb, yb).square().numpy()
+            r, c = scipy.optimize.linear_sum_assignment(cost)
+            out.append(cost[r, c].sum() / n)
+        return out
+
+    def pot_emd():
+        return [
+            pot.emd2(w, w, torch.cdist(xb, yb).square().numpy())
+            for xb, yb in zip(x.reshape(-1, n, 2), y.reshape(-1, n, 2))
+        ]
+
+    return {"fastgan": fastgan_emd, "scipy": scipy_emd, "pot": pot_emd}
+
+
+def _total(values) -> float:
+    if isinstance(values, torch.Tensor):
+        return float(values.sum())
+    return float(np.sum(np.asarray(values, dtype=np.float64)))
+
+
+EMD_SETUPS = {"n1000": (1000, None), "n2000": (2000, None), "batch32_n128": (128, 32)}
+
+
+@pytest.mark.parametrize("contender", ["fastgan", "scipy", "pot"])
+@pytest.mark.parametrize("setup", list(EMD_SETUPS))
+def bench_exact_emd_uniform(benchmark, bench_device, setup, contender):
+    """Exact EMD of uniform 2-D point sets, squared Euclidean cost: assignment vs SciPy and POT."""
+    if bench_device.type != "cpu":
+        pytest.skip("the assignment solver runs on the CPU")
+    n, batch = EMD_SETUPS[setup]
+    x, y = _points(n, batch)
+    fns = _emd_contenders(x, y)
+    ours = _total(fns["fastgan"]())
+    theirs = _total(fns[contender]())
+    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"{contender}: {theirs} != fastgan {ours}"
+    benchmark.group = f"exact EMD, uniform 2-D points / {setup} (cpu, float64)"
+    benchmark.extra_info["contender"] = contender
+    benchmark.pedantic(fns[contender], rounds=3, warmup_rounds=1)

@@ -51,6 +51,11 @@ TORCH_LIBRARY(fastgan, m) {
       "Tensor? v_weights, float p, bool with_grad) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 
+  // Exact minimum-cost assignment of B problems, cost (B, n, m) with n <= m:
+  // the column of every row (B, n) int64, and float64 duals u (B, n), v (B,
+  // m), feasible (u_i + v_j <= C_ij) and tight on the assignment.
+  m.def("linear_sum_assignment(Tensor cost) -> (Tensor, Tensor, Tensor)");
+
   // Spectral normalisation (SN-GAN) of many layers at once. Runs n_iter
   // power-iteration steps, u <- normalize(W v), v <- normalize(W^T u), for
   // every layer's W_mat = weights[i].movedim(dims[i], 0).flatten(1), updating

@@ -155,3 +155,70 @@ def test_bad_input(generator):
         wasserstein_1d(torch.arange(5), v)
     with pytest.raises(ValueError, match="shape"):
         wasserstein_1d(u, v, torch.full((4,), 0.25, dtype=torch.float64), None)
+
+
+# ---------------------------------------------------------------------------
+# Exact assignment
+
+from scipy.optimize import linear_sum_assignment as scipy_lsa  # noqa: E402
+
+from fastgan.ot import linear_sum_assignment  # noqa: E402
+
+
+def check_certificate(cost: torch.Tensor, result) -> None:
+    """Dual feasibility (u_i + v_j <= C_ij) and a zero duality gap."""
+    c = cost.double()
+    slack = c - result.u[..., :, None] - result.v[..., None, :]
+    scale = float(c.abs().max()) + 1.0
+    assert float(slack.min()) >= -1e-9 * scale
+    assert float(result.duality_gap.abs().max()) <= 1e-9 * scale * c.shape[-2]
+
+
+@pytest.mark.parametrize("n,m", [(1, 1), (1, 4), (7, 7), (13, 20), (60, 60)])
+def test_assignment_matches_scipy(n, m, generator):
+    cost = torch.rand(n, m, generator=generator, dtype=torch.float64)
+    result = linear_sum_assignment(cost)
+    r, c = scipy_lsa(cost.numpy())
+    assert float(result.cost) == pytest.approx(float(cost.numpy()[r, c].sum()), rel=1e-12)
+    assert result.row_ind.tolist() == list(range(n))
+    assert len(set(result.col_ind.tolist())) == n
+    torch.testing.assert_close(cost[result.row_ind, result.col_ind].sum(), result.cost)
+    check_certificate(cost, result)
+
+
+def test_assignment_ties_integers_transposed_and_maximize(generator):
+    cost = torch.randint(0, 4, (9, 6), generator=generator).double()  # many ties, n > m
+    result = linear_sum_assignment(cost)
+    r, c = scipy_lsa(cost.numpy())
+    assert float(result.cost) == pytest.approx(float(cost.numpy()[r, c].sum()))
+    assert result.row_ind.shape == (6,)
+    torch.testing.assert_close(cost[result.row_ind, result.col_ind].sum(), result.cost)
+    best = linear_sum_assignment(cost, maximize=True)
+    r, c = scipy_lsa(cost.numpy(), maximize=True)
+    assert float(best.cost) == pytest.approx(float(cost.numpy()[r, c].sum()))
+
+
+def test_assignment_batched_float32_and_emd(generator):
+    x = torch.rand(5, 32, 2, generator=generator, dtype=torch.float64)
+    y = torch.rand(5, 32, 2, generator=generator, dtype=torch.float64)
+    cost = torch.cdist(x, y) ** 2
+    result = linear_sum_assignment(cost.float())
+    assert result.col_ind.shape == (5, 32)
+    for b in range(5):
+        r, c = scipy_lsa(cost[b].float().numpy())
+        expected = float(cost[b].float().double().numpy()[r, c].sum())
+        assert float(result.cost[b]) == pytest.approx(expected, rel=1e-9)
+        # The exact EMD between equal-size uniform minibatches is the assignment cost / n.
+        emd = pot.emd2(np.full(32, 1 / 32), np.full(32, 1 / 32), cost[b].float().double().numpy())
+        assert float(result.cost[b]) / 32 == pytest.approx(emd, rel=1e-9)
+    check_certificate(cost.float(), result)
+
+
+def test_assignment_bad_input():
+    with pytest.raises(ValueError, match="NaN"):
+        linear_sum_assignment(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))
+    with pytest.raises(ValueError, match="cost"):
+        linear_sum_assignment(torch.zeros(3))
+    with pytest.raises(TypeError, match="cost"):
+        linear_sum_assignment(torch.zeros(2, 2, dtype=torch.int64))
+    torch.library.opcheck(torch.ops.fastgan.linear_sum_assignment.default, (torch.rand(2, 3, 4),))

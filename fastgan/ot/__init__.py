@@ -1,5 +1,6 @@
-"""Exact optimal transport: 1-D Wasserstein and sliced Wasserstein (POT's names and conventions)."""
+"""Exact optimal transport: 1-D and sliced Wasserstein, exact assignment (POT's and SciPy's conventions)."""
 
+from fastgan.ot.assignment import Assignment, linear_sum_assignment
 from fastgan.ot.one_d import sliced_wasserstein, wasserstein_1d
 
-__all__ = ["sliced_wasserstein", "wasserstein_1d"]
+__all__ = ["Assignment", "linear_sum_assignment", "sliced_wasserstein", "wasserstein_1d"]

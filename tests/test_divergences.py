@@ -12,6 +12,7 @@ import scipy.spatial.distance
 import scipy.stats
 import torch
 
+import fastgan
 from fastgan import divergences as dv
 from fastgan import losses
 
@@ -251,3 +252,18 @@ def test_bad_input_names_the_argument():
         dv.parallel_lines(math.nan)
     with pytest.raises(TypeError, match="`theta`"):
         dv.parallel_lines("1")
+
+
+@pytest.mark.parametrize("theta", [0.0, 0.5, -1.3])
+def test_parallel_lines_exact_emd_between_samples_is_theta(theta, generator):
+    # WGAN Example 1 on samples: P_0 = (0, Z), P_theta = (theta, Z), the same
+    # draws of Z on both lines. The exact EMD (Euclidean ground cost) between
+    # the two empirical measures is |theta|, while the JS between the
+    # histograms of the first coordinate stays log 2 for every theta != 0.
+    n = 64
+    z = torch.rand(n, 1, generator=generator, dtype=torch.float64)
+    x = torch.cat([torch.zeros_like(z), z], 1)
+    y = torch.cat([torch.full_like(z, theta), z], 1)
+    emd = fastgan.ot.linear_sum_assignment(torch.cdist(x, y)).cost / n
+    assert float(emd) == pytest.approx(abs(theta), rel=1e-12, abs=1e-15)
+    assert float(emd) == pytest.approx(float(dv.parallel_lines(theta).wasserstein), abs=1e-12)

@@ -26,6 +26,8 @@ from that op.
 
 from __future__ import annotations
 
+import math
+
 import numbers
 from collections.abc import Iterable
 
@@ -110,7 +112,7 @@ class SpectralNorm(nn.Module):
         self._group_state: tuple[torch.Tensor, int, int] | None = None
         if weight.ndim > 1:
             rows = weight.shape[self.dim]
-            cols = weight.numel() // rows if rows else _numel_without(weight, self.dim)
+            cols = _numel_without(weight, self.dim)
             u = weight.new_empty(rows).normal_(0, 1)
             v = weight.new_empty(cols).normal_(0, 1)
             self.register_buffer("_u", F.normalize(u, dim=0, eps=eps))
@@ -139,11 +141,8 @@ class SpectralNorm(nn.Module):
 
 
 def _numel_without(weight: torch.Tensor, dim: int) -> int:
-    n = 1
-    for d, size in enumerate(weight.shape):
-        if d != dim:
-            n *= size
-    return n
+    """Columns of the weight matrix: the product of every size but ``dim``'s (also when it is 0)."""
+    return math.prod(size for d, size in enumerate(weight.shape) if d != dim)
 
 
 def spectral_norm(
@@ -249,7 +248,7 @@ class SpectralNormGroup:
             for index, (w, sn) in enumerate(members):
                 sn._group_state = (state, index, offset)
                 rows = w.shape[sn.dim]
-                offset += rows + (w.numel() // rows if rows else _numel_without(w, sn.dim))
+                offset += rows + _numel_without(w, sn.dim)
 
     def after_forward(self, model: nn.Module, args, output) -> None:
         for plist in self.lists:

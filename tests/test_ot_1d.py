@@ -186,6 +186,30 @@ def test_assignment_matches_scipy(n, m, generator):
     check_certificate(cost, result)
 
 
+@pytest.mark.parametrize("kind", ["points", "integers", "constant", "wide"])
+@pytest.mark.parametrize("n", [5, 37, 150])
+def test_assignment_square_problems_match_scipy(kind, n, generator):
+    """Square problems take the row-reduction start and the vector row scans
+    (sizes not a multiple of four exercise the scalar tail)."""
+    if kind == "points":
+        x = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        y = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        cost = torch.cdist(x, y) ** 2
+    elif kind == "integers":
+        cost = torch.randint(0, 3, (n, n), generator=generator).double()  # many ties
+    elif kind == "constant":
+        cost = torch.full((n, n), 2.5, dtype=torch.float64)
+    else:
+        cost = (torch.rand(n, n, generator=generator, dtype=torch.float64) - 0.5) * 1e8
+    for dtype in (torch.float64, torch.float32):
+        c = cost.to(dtype)
+        result = linear_sum_assignment(c)
+        r, col = scipy_lsa(c.double().numpy())
+        assert float(result.cost) == pytest.approx(float(c.double().numpy()[r, col].sum()), rel=1e-12, abs=1e-9)
+        assert sorted(result.col_ind.tolist()) == list(range(n))
+        check_certificate(c, result)
+
+
 def test_assignment_ties_integers_transposed_and_maximize(generator):
     cost = torch.randint(0, 4, (9, 6), generator=generator).double()  # many ties, n > m
     result = linear_sum_assignment(cost)

@@ -7,6 +7,11 @@
 // feasible, u_i + v_j <= C_ij, and tight on the assignment, so that
 // sum(u) + sum(v over assigned columns) equals the optimal cost: the solver
 // certifies its own optimality. Problems of a batch are solved in parallel.
+//
+// Each step of the search relaxes one whole row with four-lane vector code
+// (reached columns are marked NaN, so no comparison selects them) and finds
+// the next column in the same pass; square problems first go through
+// Jonker-Volgenant's column reduction and a bounded augmenting row reduction.
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -14,9 +19,13 @@
 #include <ATen/ops/empty.h>
 #include <torch/library.h>
 
+#include "vectorize.h"
+
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <tuple>
 #include <vector>
@@ -26,14 +35,151 @@ namespace {
 
 constexpr const char* kOp = "fastgan::linear_sum_assignment";
 
+// The four-lane helpers below are always inlined, so the vector ABI note
+// GCC gives for 32-byte arguments does not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+// Four-lane vectors for the row scans (GCC/Clang vector extensions: AVX2 in
+// the FASTGAN_CPU_CLONES avx2 clones, SSE2 pairs otherwise).
+#if defined(__GNUC__)
+#define FASTGAN_LSA_VECTOR 1
+using vec4d = double __attribute__((vector_size(32)));
+using vec4f = float __attribute__((vector_size(16)));
+using vec4i = int32_t __attribute__((vector_size(16)));
+
+FASTGAN_ALWAYS_INLINE inline vec4d load4(const double* p) {
+  vec4d x;
+  std::memcpy(&x, p, sizeof(x));
+  return x;
+}
+FASTGAN_ALWAYS_INLINE inline vec4d load4(const float* p) {
+  vec4f x;
+  std::memcpy(&x, p, sizeof(x));
+  return __builtin_convertvector(x, vec4d);
+}
+FASTGAN_ALWAYS_INLINE inline void store4(double* p, vec4d x) {
+  std::memcpy(p, &x, sizeof(x));
+}
+FASTGAN_ALWAYS_INLINE inline double min4(vec4d x) {
+  const double a = x[0] < x[1] ? x[0] : x[1];
+  const double b = x[2] < x[3] ? x[2] : x[3];
+  return a < b ? a : b;
+}
+#endif
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+// True if any entry is NaN or infinite.
+template <typename scalar_t>
+FASTGAN_ALWAYS_INLINE inline bool any_nonfinite(const scalar_t* p, int64_t count) {
+  // x - x is 0 for finite x and NaN otherwise; the OR-reduction of the
+  // comparisons vectorises (a sum would be a serial floating-point chain).
+  int bad = 0;
+  for (int64_t k = 0; k < count; ++k) {
+    bad |= !(p[k] - p[k] == scalar_t(0));
+  }
+  return bad != 0;
+}
+
+// One relaxation of Dijkstra's search from row i: for every column still
+// pending, shortest[j] = min(shortest[j], base + C_ij - v_j), recording row i
+// as the predecessor. Reached columns hold NaN, which no comparison selects.
+// Returns the smallest pending shortest[j] and (in `best`) its first column.
+template <typename scalar_t>
+FASTGAN_ALWAYS_INLINE inline double relax_row(
+    const scalar_t* row, const double* v, double* shortest, int32_t* pred, double base,
+    int32_t row_id, int64_t m, int64_t& best) {
+  int64_t j = 0;
+  double lowest = kInf;
+  best = -1;
+#ifdef FASTGAN_LSA_VECTOR
+  vec4d low4 = {kInf, kInf, kInf, kInf};
+  vec4d at4 = {-1.0, -1.0, -1.0, -1.0};
+  vec4d col4 = {0.0, 1.0, 2.0, 3.0};
+  const vec4d four = {4.0, 4.0, 4.0, 4.0};
+  const vec4d base4 = {base, base, base, base};
+  const vec4i id4 = {row_id, row_id, row_id, row_id};
+  for (; j + 4 <= m; j += 4) {
+    const vec4d r = base4 + load4(row + j) - load4(v + j);
+    vec4d s = load4(shortest + j);
+    const auto better = r < s;
+    s = better ? r : s;
+    store4(shortest + j, s);
+    vec4i p;
+    std::memcpy(&p, pred + j, sizeof(p));
+    p = __builtin_convertvector(better, vec4i) ? id4 : p;
+    std::memcpy(pred + j, &p, sizeof(p));
+    const auto lower = s < low4;
+    low4 = lower ? s : low4;
+    at4 = lower ? col4 : at4;
+    col4 += four;
+  }
+  for (int k = 0; k < 4; ++k) {
+    const int64_t at = static_cast<int64_t>(at4[k]);
+    if (low4[k] < lowest || (low4[k] == lowest && at < best)) {
+      lowest = low4[k];
+      best = at;
+    }
+  }
+#endif
+  for (; j < m; ++j) {
+    const double r = base + static_cast<double>(row[j]) - v[j];
+    if (r < shortest[j]) {
+      shortest[j] = r;
+      pred[j] = row_id;
+    }
+    if (shortest[j] < lowest) {
+      lowest = shortest[j];
+      best = j;
+    }
+  }
+  return lowest;
+}
+
+// The two smallest reduced costs C_ij - v_j of a row and their columns.
+template <typename scalar_t>
+FASTGAN_ALWAYS_INLINE inline void two_smallest(
+    const scalar_t* row, const double* v, int64_t m, double& u1, int64_t& j1, double& u2,
+    int64_t& j2) {
+  u1 = kInf;
+  u2 = kInf;
+  j1 = 0;
+  j2 = m > 1 ? 1 : 0;
+  for (int64_t j = 0; j < m; ++j) {
+    const double h = static_cast<double>(row[j]) - v[j];
+    if (h < u2) {
+      if (h < u1) {
+        u2 = u1;
+        j2 = j1;
+        u1 = h;
+        j1 = j;
+      } else {
+        u2 = h;
+        j2 = j;
+      }
+    }
+  }
+}
+
 // Solves one problem; false if no finite assignment exists (cannot happen
 // with finite costs, kept as a guard).
+//
+// Square problems start as Jonker-Volgenant's do: column reduction, then two
+// rounds of augmenting row reduction (an auction-like pass: a free row takes
+// its cheapest column, lowering that column's dual by the gap to its second
+// cheapest, and evicts the previous owner) leave few rows for the shortest
+// augmenting paths. Throughout, every assigned row's column is a minimum of
+// its reduced costs C_ij - v_j, so u_i = C_i,col(i) - v_col(i) keeps the duals
+// feasible and tight.
 template <typename scalar_t>
-bool solve(const scalar_t* cost, int64_t n, int64_t m, int64_t* col4row, double* u, double* v) {
-  constexpr double kInf = std::numeric_limits<double>::infinity();
-  std::vector<int64_t> row4col(m, -1), path(m, -1), remaining(m);
-  std::vector<double> shortest(m);
-  std::vector<char> row_seen(n), col_seen(m);
+FASTGAN_ALWAYS_INLINE inline bool solve_generic(
+    const scalar_t* cost, int64_t n, int64_t m, int64_t* col4row, double* u, double* v) {
+  std::vector<int64_t> row4col(m, -1);
+  std::vector<double> shortest(m), dist(m);
+  std::vector<int32_t> pred(m);
+  std::vector<int64_t> seen_rows, reached;
   for (int64_t i = 0; i < n; ++i) {
     u[i] = 0.0;
     col4row[i] = -1;
@@ -41,93 +187,139 @@ bool solve(const scalar_t* cost, int64_t n, int64_t m, int64_t* col4row, double*
   for (int64_t j = 0; j < m; ++j) {
     v[j] = 0.0;
   }
-  if (n == m) {
-    // Column reduction (Jonker-Volgenant's first phase): v_j = min_i C_ij
-    // keeps the duals feasible with u = 0, and each column's minimising row,
-    // if still free, takes it at zero reduced cost. Rectangular problems
-    // skip it: there the duals of free columns must stay <= 0.
-    std::vector<int64_t> arg(m, 0);
+  if (n == m && n > 0) {
+    // Column reduction: v_j = min_i C_ij keeps the duals feasible with
+    // u = 0, and each column's minimising row, if still free, takes it at
+    // zero reduced cost. Rectangular problems skip it (and the row
+    // reduction): there the duals of free columns must stay <= 0.
+    std::vector<double> arg(m, 0.0);
     for (int64_t j = 0; j < m; ++j) {
       v[j] = static_cast<double>(cost[j]);
     }
     for (int64_t i = 1; i < n; ++i) {
       const scalar_t* row = cost + i * m;
+      const double id = static_cast<double>(i);
       for (int64_t j = 0; j < m; ++j) {
         const double c = static_cast<double>(row[j]);
-        if (c < v[j]) {
-          v[j] = c;
-          arg[j] = i;
-        }
+        const bool lower = c < v[j];
+        v[j] = lower ? c : v[j];
+        arg[j] = lower ? id : arg[j];
       }
     }
     for (int64_t j = m - 1; j >= 0; --j) {
-      if (col4row[arg[j]] < 0) {
-        col4row[arg[j]] = j;
-        row4col[j] = arg[j];
+      const int64_t i = static_cast<int64_t>(arg[j]);
+      if (col4row[i] < 0) {
+        col4row[i] = j;
+        row4col[j] = i;
       }
     }
+    std::vector<int64_t> free_rows, next;
+    for (int64_t i = 0; i < n; ++i) {
+      if (col4row[i] < 0) {
+        free_rows.push_back(i);
+      }
+    }
+    // Each step costs one row scan. On geometric costs (squared distances
+    // of points) long chains of small dual decrements barely shrink the
+    // free list, so the budget is one scan per row; stopping anywhere keeps
+    // the invariant.
+    int64_t budget = n;
+    for (int round = 0; round < 2 && !free_rows.empty() && budget > 0; ++round) {
+      next.clear();
+      size_t k = 0;
+      while (k < free_rows.size()) {
+        if (--budget < 0) {
+          next.insert(next.end(), free_rows.begin() + static_cast<std::ptrdiff_t>(k), free_rows.end());
+          break;
+        }
+        const int64_t i = free_rows[k++];
+        double u1, u2;
+        int64_t j1, j2;
+        two_smallest(cost + i * m, v, m, u1, j1, u2, j2);
+        int64_t owner = row4col[j1];
+        if (u1 < u2) {
+          v[j1] -= u2 - u1;
+        } else if (owner >= 0) {
+          j1 = j2;
+          owner = row4col[j2];
+        }
+        col4row[i] = j1;
+        row4col[j1] = i;
+        if (owner >= 0) {
+          col4row[owner] = -1;
+          if (u1 < u2) {
+            free_rows[--k] = owner;  // evicted by a strict improvement: retry it at once
+          } else {
+            next.push_back(owner);
+          }
+        }
+      }
+      free_rows.swap(next);
+    }
+    for (int64_t i = 0; i < n; ++i) {
+      const int64_t j = col4row[i];
+      u[i] = j >= 0 ? static_cast<double>(cost[i * m + j]) - v[j] : 0.0;
+    }
   }
+  // Free columns, to prefer one among the columns at the minimum distance
+  // (the path ends sooner; this matters for costs with many ties).
+  std::vector<int64_t> free_cols;
+  for (int64_t j = 0; j < m; ++j) {
+    if (row4col[j] < 0) {
+      free_cols.push_back(j);
+    }
+  }
+  constexpr double kReached = std::numeric_limits<double>::quiet_NaN();
   for (int64_t cur = 0; cur < n; ++cur) {
     if (col4row[cur] >= 0) {
       continue;
     }
     std::fill(shortest.begin(), shortest.end(), kInf);
-    std::fill(row_seen.begin(), row_seen.end(), 0);
-    std::fill(col_seen.begin(), col_seen.end(), 0);
-    // Columns not yet reached; the first `left` entries of `remaining`.
-    for (int64_t j = 0; j < m; ++j) {
-      remaining[j] = m - 1 - j;
-    }
-    int64_t left = m;
+    seen_rows.clear();
+    reached.clear();
     int64_t i = cur, sink = -1;
     double min_value = 0.0;
     while (sink < 0) {
-      row_seen[i] = 1;
-      const scalar_t* row = cost + i * m;
-      const double ui = u[i];
-      int64_t best = -1;
-      double lowest = kInf;
-      for (int64_t k = 0; k < left; ++k) {
-        const int64_t j = remaining[k];
-        const double r = min_value + static_cast<double>(row[j]) - ui - v[j];
-        if (r < shortest[j]) {
-          path[j] = i;
-          shortest[j] = r;
-        }
-        // Ties go to a free column: the path ends sooner.
-        if (shortest[j] < lowest || (shortest[j] == lowest && row4col[j] < 0)) {
-          lowest = shortest[j];
-          best = k;
-        }
-      }
+      seen_rows.push_back(i);
+      int64_t best;
+      const double lowest = relax_row(
+          cost + i * m, v, shortest.data(), pred.data(), min_value - u[i], static_cast<int32_t>(i),
+          m, best);
       if (!(lowest < kInf)) {
         return false;
       }
+      if (row4col[best] >= 0) {
+        for (const int64_t j : free_cols) {
+          if (shortest[j] == lowest) {
+            best = j;
+            break;
+          }
+        }
+      }
       min_value = lowest;
-      const int64_t j = remaining[best];
-      col_seen[j] = 1;
-      remaining[best] = remaining[--left];
-      if (row4col[j] < 0) {
-        sink = j;
+      dist[best] = lowest;
+      shortest[best] = kReached;
+      reached.push_back(best);
+      if (row4col[best] < 0) {
+        sink = best;
       } else {
-        i = row4col[j];
+        i = row4col[best];
       }
     }
-    // Dual update, then flip the path.
+    // Dual update over the reached rows and columns, then flip the path.
     u[cur] += min_value;
-    for (int64_t r = 0; r < n; ++r) {
-      if (row_seen[r] && r != cur) {
-        u[r] += min_value - shortest[col4row[r]];
+    for (const int64_t r : seen_rows) {
+      if (r != cur) {
+        u[r] += min_value - dist[col4row[r]];
       }
     }
-    for (int64_t j = 0; j < m; ++j) {
-      if (col_seen[j]) {
-        v[j] -= min_value - shortest[j];
-      }
+    for (const int64_t j : reached) {
+      v[j] -= min_value - dist[j];
     }
+    free_cols.erase(std::find(free_cols.begin(), free_cols.end(), sink));
     int64_t j = sink;
     while (true) {
-      const int64_t r = path[j];
+      const int64_t r = pred[j];
       row4col[j] = r;
       std::swap(col4row[r], j);
       if (r == cur) {
@@ -136,6 +328,21 @@ bool solve(const scalar_t* cost, int64_t n, int64_t m, int64_t* col4row, double*
     }
   }
   return true;
+}
+
+FASTGAN_CPU_CLONES bool solve(
+    const float* cost, int64_t n, int64_t m, int64_t* col4row, double* u, double* v) {
+  return solve_generic(cost, n, m, col4row, u, v);
+}
+FASTGAN_CPU_CLONES bool solve(
+    const double* cost, int64_t n, int64_t m, int64_t* col4row, double* u, double* v) {
+  return solve_generic(cost, n, m, col4row, u, v);
+}
+FASTGAN_CPU_CLONES bool has_nonfinite(const float* p, int64_t count) {
+  return any_nonfinite(p, count);
+}
+FASTGAN_CPU_CLONES bool has_nonfinite(const double* p, int64_t count) {
+  return any_nonfinite(p, count);
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_sum_assignment(const at::Tensor& cost) {
@@ -162,11 +369,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> linear_sum_assignment(const at::T
     at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
         const scalar_t* problem = cp + b * n * m;
-        double total = 0.0;
-        for (int64_t k = 0; k < n * m; ++k) {
-          total += static_cast<double>(problem[k]) * 0.0;  // NaN or Inf stays NaN
-        }
-        if (std::isnan(total)) {
+        if (has_nonfinite(problem, n * m)) {
           bad_values = b;
           continue;
         }

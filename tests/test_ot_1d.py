@@ -162,7 +162,7 @@ def test_bad_input(generator):
 
 from scipy.optimize import linear_sum_assignment as scipy_lsa  # noqa: E402
 
-from fastgan.ot import linear_sum_assignment  # noqa: E402
+from fastgan.ot import Assignment, linear_sum_assignment  # noqa: E402
 
 
 def check_certificate(cost: torch.Tensor, result) -> None:
@@ -236,6 +236,47 @@ def test_assignment_batched_float32_and_emd(generator):
         emd = pot.emd2(np.full(32, 1 / 32), np.full(32, 1 / 32), cost[b].float().double().numpy())
         assert float(result.cost[b]) / 32 == pytest.approx(emd, rel=1e-9)
     check_certificate(cost.float(), result)
+
+
+def test_triton_assignment_kernel(triton_device, generator):
+    """The CUDA kernel (Triton) solves every problem of a batch exactly, with a dual certificate."""
+    from fastgan.kernels import assignment as kernel
+
+    shapes = [(3, 6, 6), (2, 5, 11), (2, 1, 1)]
+    for (batch, n, m), kind in zip(shapes, ["uniform", "ties", "signed"]):
+        if kind == "uniform":
+            cost = torch.rand(batch, n, m, generator=generator, dtype=torch.float64)
+        elif kind == "ties":
+            cost = torch.randint(0, 3, (batch, n, m), generator=generator).double()
+        else:
+            cost = (torch.rand(batch, n, m, generator=generator) - 0.5) * 1e3
+        cost = cost.to(triton_device)
+        cols, u, v = kernel.linear_sum_assignment(cost)
+        c = cost.double().cpu()
+        cols, u, v = cols.cpu(), u.cpu(), v.cpu()
+        for b in range(batch):
+            r, col = scipy_lsa(c[b].numpy())
+            expected = float(c[b].numpy()[r, col].sum())
+            assert sorted(set(cols[b].tolist())) == sorted(cols[b].tolist())
+            assert float(c[b][torch.arange(n), cols[b]].sum()) == pytest.approx(expected, rel=1e-12, abs=1e-9)
+        slack = c - u[..., :, None] - v[..., None, :]
+        assert float(slack.min()) >= -1e-9 * (float(c.abs().max()) + 1)
+        gap = torch.gather(c, 2, cols.unsqueeze(2)).squeeze(2).sum(1) - u.sum(1) - torch.gather(v, 1, cols).sum(1)
+        assert float(gap.abs().max()) <= 1e-9 * (float(c.abs().max()) + 1) * n
+    with pytest.raises(ValueError, match="problem 1"):
+        bad = torch.rand(2, 3, 3, dtype=torch.float64)
+        bad[1, 0, 2] = float("inf")
+        kernel.linear_sum_assignment(bad.to(triton_device))
+    with pytest.raises(ValueError, match="n <= m"):
+        kernel.linear_sum_assignment(torch.rand(1, 4, 3).to(triton_device))
+
+
+def test_assignment_on_device_matches_cpu(device, generator):
+    cost = torch.rand(4, 9, 9, generator=generator, dtype=torch.float64)
+    expected = linear_sum_assignment(cost)
+    result = linear_sum_assignment(cost.to(device))
+    torch.testing.assert_close(result.cost.cpu(), expected.cost)
+    check_certificate(cost, Assignment(*(t.cpu() for t in result)))
 
 
 def test_assignment_bad_input():

@@ -89,7 +89,8 @@ def compiled_ops() -> dict[str, list[str]]:
     """Every ``fastgan::`` op and the device types it has kernels for.
 
     ``"cuda"`` means a compiled CUDA kernel; ``"cuda (triton)"`` a Triton
-    kernel registered as the op's CUDA implementation.
+    kernel registered as the op's CUDA implementation; ``"cuda (torch ops)"``
+    an implementation composed of torch's own CUDA kernels.
     """
     if not LOADED:
         return {}
@@ -98,7 +99,9 @@ def compiled_ops() -> dict[str, list[str]]:
     for name in names:
         op = name.split("::", 1)[1]
         ops[op] = [
-            "cuda (triton)" if d == "cuda" and op in TRITON_OPS else d
+            "cuda (triton)" if d == "cuda" and op in TRITON_OPS
+            else "cuda (torch ops)" if d == "cuda" and op in TORCH_OPS_CUDA
+            else d
             for d in _DISPATCH_KEYS
             if has_kernel(op, d)
         ]
@@ -135,6 +138,25 @@ def register_triton(op: str, module: str, function: str) -> None:
         _triton_impls = torch.library.Library("fastgan", "IMPL")
     _triton_impls.impl(op, kernel, "CUDA")
     TRITON_OPS.add(op)
+    _kernel_cache.pop((op, "cuda"), None)
+
+
+#: Ops whose CUDA implementation is composed of torch's CUDA kernels.
+TORCH_OPS_CUDA: set[str] = set()
+
+
+def register_torch_ops_cuda(op: str, fn: Callable[..., object]) -> None:
+    """Registers ``fn`` (written with torch ops) as the CUDA implementation of ``fastgan::<op>``.
+
+    Only where the compiled library has no CUDA kernel for the op.
+    """
+    global _triton_impls
+    if not LOADED or torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", "CUDA"):
+        return
+    if _triton_impls is None:
+        _triton_impls = torch.library.Library("fastgan", "IMPL")
+    _triton_impls.impl(op, fn, "CUDA")
+    TORCH_OPS_CUDA.add(op)
     _kernel_cache.pop((op, "cuda"), None)
 
 

@@ -173,6 +173,13 @@ double solve(
     }
   }
   if (weight_grads) {
+    // The last breakpoints of both sides are the total mass, equal up to
+    // rounding; whichever the walk reached first, moving either one right
+    // extends the segment of the two last atoms. (This fixes the constant
+    // by which the weights' gradients are otherwise defined.)
+    const double last = cost_of(u.value[n - 1] - v.value[m - 1], p);
+    breaks_u[n - 1] = last;
+    breaks_v[m - 1] = last;
     // d/dw_k = sum over the breakpoints at and after k in sorted order.
     double acc = 0.0;
     for (int64_t k = n - 1; k >= 0; --k) {

@@ -92,8 +92,10 @@ def wasserstein_1d(
             many atoms); they need not be 1.
         p: the ground-cost exponent, >= 1.
         require_sort: accepted for POT compatibility; fastgan always sorts.
-        backend: ``"auto"`` (fastgan's C++ kernel, CPU) or ``"reference"``
-            (torch's sort and searchsorted; runs on any device).
+        backend: ``"auto"`` (fastgan's op: the C++ kernel on the CPU; on
+            CUDA, torch's sort, cumsum and searchsorted kernels with the
+            same gradients) or ``"reference"`` (the pure-PyTorch reference
+            with torch's autograd; runs on any device).
 
     Returns:
         ``W_p^p`` of shape ``u_values.shape[1:]``, in the values' dtype.
@@ -232,6 +234,46 @@ def _backward(ctx, grad_cost, *_):
     return (*grads, None, None)
 
 
+def _wasserstein_1d_torch_ops(u, v, wu, wv, p, with_grad):
+    """``fastgan::wasserstein_1d`` composed of torch's kernels (its CUDA implementation).
+
+    Same contract as the C++ kernel: u (B, n), v (B, m), weights of the same
+    shapes or both None; returns the costs (B,) and, when ``with_grad``, the
+    gradients of each problem's cost with respect to u, v and the weights
+    (empty tensors for those not computed). Sorting, cumulative masses and
+    the merged quantile walk are torch's sort, cumsum and searchsorted.
+    """
+    from fastgan import reference
+
+    _check_reference_input(u, v, wu, wv)
+    empty = u.new_empty((0,))
+    if not with_grad:
+        with torch.no_grad():
+            cost = reference.wasserstein_1d(u.T, v.T, None if wu is None else wu.T, None if wv is None else wv.T, p)
+        return cost, empty, empty, empty, empty
+    leaves = [t.detach().requires_grad_() for t in (u, v) + ((wu, wv) if wu is not None else ())]
+    with torch.enable_grad():
+        weights = (leaves[2].T, leaves[3].T) if wu is not None else (None, None)
+        cost = reference.wasserstein_1d(leaves[0].T, leaves[1].T, *weights, p)
+        # Problems are independent: the gradient of the sum is each problem's own.
+        grads = list(torch.autograd.grad(cost.sum(), leaves))
+    if wu is None:
+        return cost.detach(), grads[0], grads[1], empty, empty
+    # The masses are equal, so the last breakpoints of both sides coincide
+    # and the weights' gradients are defined up to one constant per side
+    # (any shift keeps the directional derivative along mass-preserving
+    # changes). Fix it as the C++ kernel does: moving a side's last
+    # breakpoint extends the segment of the two largest atoms.
+    last_u = torch.sort(u, dim=1, stable=True).indices[:, -1:]
+    last_v = torch.sort(v, dim=1, stable=True).indices[:, -1:]
+    d_last = (u.gather(1, last_u) - v.gather(1, last_v)).abs()
+    c_last = d_last if p == 1 else d_last.pow(p)
+    grads[2] = grads[2] + (c_last - grads[2].gather(1, last_u))
+    grads[3] = grads[3] + (c_last - grads[3].gather(1, last_v))
+    return (cost.detach(), *grads)
+
+
 if _library.LOADED:
+    _library.register_torch_ops_cuda("wasserstein_1d", _wasserstein_1d_torch_ops)
     torch.library.register_fake("fastgan::wasserstein_1d")(_result_fake)
     torch.library.register_autograd("fastgan::wasserstein_1d", _backward, setup_context=_setup_context)

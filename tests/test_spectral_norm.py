@@ -395,3 +395,72 @@ def test_n_power_iterations_and_explicit_dim(generator):
 def test_one_dimensional_weight_is_normalized():
     m = spectral_norm(nn.Linear(3, 4), name="bias")
     torch.testing.assert_close(m.bias, torch.nn.functional.normalize(m.parametrizations.bias.original, dim=0))
+
+
+def test_torch_compile_matches_eager(generator):
+    """The grouped power iteration traces under torch.compile (fake kernels, hooks)."""
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    eager = spectral_norm_all(nn.Sequential(nn.Linear(4, 16), nn.LeakyReLU(0.1), nn.Linear(16, 1)))
+    model = copy.deepcopy(eager)
+    compiled = torch.compile(model, backend="aot_eager")
+    x = torch.randn(8, 4, generator=generator)
+    for _ in range(3):
+        expected, got = eager(x), compiled(x)
+        torch.testing.assert_close(got, expected)
+        expected.square().sum().backward()
+        got.square().sum().backward()
+    for a, b in zip(eager.parameters(), model.parameters()):
+        torch.testing.assert_close(b.grad, a.grad)
+    for a, b in zip(eager.buffers(), model.buffers()):
+        torch.testing.assert_close(b, a)
+
+
+def _ddp_worker(rank: int, world: int, init: str, out: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        model, x, y = _ddp_problem()
+        ddp = DistributedDataParallel(model)
+        opt = torch.optim.SGD(ddp.parameters(), lr=0.1)
+        part = x.shape[0] // world
+        for _ in range(3):
+            opt.zero_grad()
+            loss = (ddp(x[rank * part:(rank + 1) * part]) - y[rank * part:(rank + 1) * part]).square().mean()
+            loss.backward()
+            opt.step()
+        if rank == 0:
+            torch.save(model.state_dict(), out)
+    finally:
+        dist.destroy_process_group()
+
+
+def _ddp_problem():
+    torch.manual_seed(1234)
+    model = spectral_norm_all(
+        nn.Sequential(nn.Linear(3, 32), nn.LeakyReLU(0.1), nn.Linear(32, 32), nn.LeakyReLU(0.1), nn.Linear(32, 1))
+    ).double()
+    x = torch.randn(16, 3, dtype=torch.float64)
+    return model, x, x.sum(1, keepdim=True).sin()
+
+
+def test_distributed_data_parallel_matches_one_process(tmp_path):
+    """Two gloo processes, each on half of the batch, train as one process on all of it
+    (u and v are buffers; every rank iterates the same weights)."""
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, f"file://{tmp_path / 'store'}", str(out)), nprocs=2, join=True)
+    model, x, y = _ddp_problem()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        opt.zero_grad()
+        (model(x) - y).square().mean().backward()
+        opt.step()
+    got = torch.load(out, weights_only=True)
+    expected = model.state_dict()
+    assert got.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-8)

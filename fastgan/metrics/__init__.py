@@ -12,6 +12,8 @@ and classifier-based image scores.
 :func:`inception_score`, :func:`frechet_distance` the IS and FID formulas on any classifier's
                                                 probabilities / features
 :mod:`fastgan.metrics.digits`                   both, offline, on scikit-learn's 8x8 digits
+:func:`inception_metrics`                       Inception IS / FID / KID through torch-fidelity
+                                                (optional; fastgan does not reimplement Inception)
 =============================================== ==============================================
 
 Exact W_1 / W_2, Sinkhorn divergences and sliced Wasserstein distances between sample
@@ -26,6 +28,7 @@ from fastgan.metrics.digits import (
     digits_frechet_distance,
     digits_inception_score,
 )
+from fastgan.metrics.fidelity import ImageDataset, inception_metrics, to_uint8_images
 from fastgan.metrics.mmd import median_bandwidth, mmd2, rbf_kernel
 from fastgan.metrics.modes import ModeMetrics, grid_centres, mode_metrics, ring_centres, sample_mixture
 from fastgan.metrics.scores import (
@@ -39,6 +42,7 @@ __all__ = [
     "BirthdayEstimate",
     "CriticEstimate",
     "DigitsClassifier",
+    "ImageDataset",
     "ModeMetrics",
     "birthday_support",
     "collision_probability",
@@ -50,6 +54,7 @@ __all__ = [
     "frechet_distance_from_features",
     "gaussian_statistics",
     "grid_centres",
+    "inception_metrics",
     "inception_score",
     "median_bandwidth",
     "mmd2",
@@ -57,4 +62,5 @@ __all__ = [
     "rbf_kernel",
     "ring_centres",
     "sample_mixture",
+    "to_uint8_images",
 ]

@@ -254,7 +254,9 @@ def emd(
         M: cost ``(n, m)`` or ``(B, n, m)``, float32 or float64, finite.
             Weights are cast to M's dtype.
         numItermax: network-simplex pivots per problem before giving up
-            (POT's default); a ``UserWarning`` and result code 3 then say so.
+            (POT's default); a ``UserWarning`` and result code 3 then say
+            so, and the plan is the simplex's current one (mass it has not
+            moved yet is missing from it).
         log: also return a dict with ``cost``, the dual potentials ``u``,
             ``v`` (u_i + v_j <= M_ij, equality on the plan's support, centred
             so that a.u = b.v as POT centres them), ``warning`` (None or a

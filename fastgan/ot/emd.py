@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -97,64 +97,82 @@ def _is_uniform(w: torch.Tensor | None) -> bool:
     return w is None or bool((w.detach() == w.detach()[:, :1]).all())
 
 
-def _solve(a, b, M, uniform: bool, max_iter: int, backend: str):
-    """Plan (B, n, m) in M's dtype, float64 duals u (B, n), v (B, m), cost (B,), status (B,), columns or None.
+class _Solution(NamedTuple):
+    """Solved problems: a dense plan, or assignment columns with their common weight."""
 
-    Inputs detached; a, b are (B, n), (B, m) in M's dtype (materialised if uniform).
-    """
+    plan: torch.Tensor | None  #: (B, n, m) in M's dtype, or None on the assignment path
+    cols: torch.Tensor | None  #: (B, n) int64: the column of each row (assignment path)
+    weight: torch.Tensor | None  #: (B,) float64: the mass of each pair (assignment path)
+    u: torch.Tensor  #: (B, n) float64, centred
+    v: torch.Tensor  #: (B, m) float64, centred
+    cost: torch.Tensor  #: (B,) float64
+    status: torch.Tensor  #: (B,) int32, POT's codes
+
+    def dense_plan(self, M: torch.Tensor) -> torch.Tensor:
+        if self.plan is not None:
+            return self.plan
+        batch, n, _ = M.shape
+        plan = torch.zeros_like(M)
+        return plan.scatter_(2, self.cols.unsqueeze(2), self.weight.to(M.dtype)[:, None, None].expand(batch, n, 1))
+
+
+def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
+    """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype)."""
     batch, n, m = M.shape
+    ok = torch.ones(batch, dtype=torch.int32, device=M.device)
     if backend == "reference":
         from fastgan import reference
 
         plan, u, v, cost = reference.emd_solve(a, b, M)
-        status = torch.ones(batch, dtype=torch.int32, device=M.device)
-        return plan, u, v, cost, status, None
+        return _Solution(plan, None, None, u, v, cost, ok)
     if uniform and n == m and batch > 0:
-        # Exact assignment: plan = permutation * (mass / n).
-        if not bool(torch.isfinite(M).all()):
-            raise ValueError("`M` contains NaN or infinite values")
-        result = linear_sum_assignment(M)
-        mass = a.double().sum(-1)
-        weight = mass / n
-        cols = result.col_ind
-        plan = torch.zeros_like(M)
-        plan.scatter_(2, cols.unsqueeze(2), weight.to(M.dtype)[:, None, None].expand(batch, n, 1))
-        cost = result.cost * weight
-        # The assignment's duals are the LP duals; centre them as POT does.
+        # Exact assignment: plan = permutation * (mass / n). Its duals are
+        # the transport LP's duals as they are (same constraint u_i + v_j <=
+        # M_ij; objective (mass / n) (sum u + sum v) = cost); centred as POT does.
+        try:
+            result = linear_sum_assignment(M)
+        except ValueError as err:
+            if "NaN or infinite" in str(err):
+                raise ValueError("`M` contains NaN or infinite values") from err
+            raise
+        weight = a.double().sum(-1) / n
         shift = (result.v.sum(-1) - result.u.sum(-1)) / (2 * n)
         u = result.u + shift[:, None]
         v = result.v - shift[:, None]
-        status = torch.ones(batch, dtype=torch.int32, device=M.device)
-        return plan, u, v, cost, status, cols
+        return _Solution(None, result.col_ind, weight, u, v, result.cost * weight, ok)
     _library.require_kernel("emd", M.device)
     plan, u, v, cost, status = torch.ops.fastgan.emd.default(a, b, M, max_iter)
-    return plan, u, v, cost, status, None
+    return _Solution(plan, None, None, u, v, cost, status)
 
 
 class _EMDCost(torch.autograd.Function):
     """Attaches the gradients of the optimal cost to a solved problem.
 
-    ``forward(M, a, b, plan, u, v, cost)`` returns ``cost``; its backward
-    gives ``grad * plan`` to M and ``grad * (u - mean(u))``,
+    ``forward(M, a, b, solution)`` returns the solution's cost in M's dtype;
+    its backward gives ``grad * plan`` to M and ``grad * (u - mean(u))``,
     ``grad * (v - mean(v))`` to a and b.
     """
 
     @staticmethod
-    def forward(ctx, M, a, b, plan, u, v, cost):
-        ctx.save_for_backward(plan, u, v)
-        return cost.clone()
+    def forward(ctx, M, a, b, solution):
+        ctx.solution = solution
+        ctx.shape_dtype = (M.shape, M.dtype, M.device)
+        return solution.cost.to(M.dtype)
 
     @staticmethod
     def backward(ctx, grad_cost):
-        plan, u, v = ctx.saved_tensors
+        sol = ctx.solution
         grad_M = grad_a = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_M = plan * grad_cost[:, None, None].to(plan.dtype)
+            shape, dtype, device = ctx.shape_dtype
+            plan = sol.dense_plan(torch.empty(shape, dtype=dtype, device=device))
+            grad_M = plan * grad_cost[:, None, None].to(dtype)
+        g = grad_cost[:, None].double()
         if ctx.needs_input_grad[1]:
-            grad_a = ((u - u.mean(-1, keepdim=True)) * grad_cost[:, None].double()).to(grad_cost.dtype)
+            grad_a = ((sol.u - sol.u.mean(-1, keepdim=True)) * g).to(grad_cost.dtype)
         if ctx.needs_input_grad[2]:
-            grad_b = ((v - v.mean(-1, keepdim=True)) * grad_cost[:, None].double()).to(grad_cost.dtype)
-        return grad_M, grad_a, grad_b, None, None, None, None
+            grad_b = ((sol.v - sol.v.mean(-1, keepdim=True)) * g).to(grad_cost.dtype)
+        return grad_M, grad_a, grad_b, None
 
 
 def _prepare(a, b, M, numItermax, backend):
@@ -192,11 +210,10 @@ def _prepare(a, b, M, numItermax, backend):
 
 
 def _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend):
-    """(cost with gradients, plan, u, v, status, assignment columns or None)."""
+    """(cost with gradients, solution)."""
     with torch.no_grad():
-        plan, u, v, cost, status, cols = _solve(wa.detach(), wb.detach(), Mb.detach(), uniform, numItermax, backend)
-    cost = _EMDCost.apply(Mb, wa, wb, plan, u, v, cost.to(Mb.dtype))
-    return cost, plan, u, v, status, cols
+        solution = _solve(wa.detach(), wb.detach(), Mb.detach(), uniform, numItermax, backend)
+    return _EMDCost.apply(Mb, wa, wb, solution), solution
 
 
 def _report(status: torch.Tensor) -> str | None:
@@ -212,22 +229,16 @@ def _report(status: torch.Tensor) -> str | None:
     return message
 
 
-def _run(a, b, M, numItermax, backend):
+def _run(a, b, M, numItermax, backend, need_plan: bool):
     wa, wb, Mb, batched, uniform = _prepare(a, b, M, numItermax, backend)
-    cost, plan, u, v, status, _ = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
-    warning = _report(status)
-    dtype = M.dtype
-    log = {
-        "cost": cost,
-        "u": u.to(dtype),
-        "v": v.to(dtype),
-        "warning": warning,
-        "result_code": status,
-    }
+    cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
+    warning = _report(sol.status)
+    plan = sol.dense_plan(Mb) if need_plan else None
+    log = {"cost": cost, "u": sol.u.to(M.dtype), "v": sol.v.to(M.dtype), "warning": warning, "result_code": sol.status}
     if not batched:
-        cost, plan = cost.squeeze(0), plan.squeeze(0)
+        cost = cost.squeeze(0)
+        plan = None if plan is None else plan.squeeze(0)
         log = {k: (t.squeeze(0) if isinstance(t, torch.Tensor) else t) for k, t in log.items()}
-        log["cost"] = cost
     return cost, plan, log
 
 
@@ -276,7 +287,7 @@ def emd(
             non-finite weights, unequal masses, NaN / Inf in ``M``.
         TypeError: non-tensor or non-floating inputs.
     """
-    cost, plan, info = _run(a, b, M, numItermax, backend)
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=True)
     return (plan, info) if log else plan
 
 
@@ -301,7 +312,7 @@ def emd2(
     the cost with the plan and duals held fixed: zero, which is exact
     wherever the optimal basis is unique.
     """
-    cost, plan, info = _run(a, b, M, numItermax, backend)
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=log)
     if log:
         info["plan"] = plan
         return cost, info
@@ -365,17 +376,18 @@ def wasserstein(
         dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
         M = dist.square() if p == 2.0 else dist.pow(p)
     wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
-    cost, plan, u, v, status, cols = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
-    _report(status)
-    if cols is not None:
+    cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
+    _report(sol.status)
+    if sol.cols is not None:
         # The assignment's support: (b, i, sigma(i)), weight mass / n each.
-        B, n = cols.shape
+        B, n = sol.cols.shape
         batch_idx = torch.arange(B, device=x.device).repeat_interleave(n)
         rows = torch.arange(n, device=x.device).repeat(B)
-        cols = cols.reshape(-1)
+        cols = sol.cols.reshape(-1)
+        weights = sol.weight.repeat_interleave(n)
     else:
-        batch_idx, rows, cols = plan.nonzero(as_tuple=True)
-    weights = plan[batch_idx, rows, cols]
+        batch_idx, rows, cols = sol.plan.nonzero(as_tuple=True)
+        weights = sol.plan[batch_idx, rows, cols]
     B = Mb.shape[0]
     pair = _pair_costs(xb, yb, batch_idx, rows, cols, p) * weights.to(xb.dtype)
     total = torch.zeros(B, dtype=xb.dtype, device=xb.device).index_add(0, batch_idx, pair)

@@ -141,9 +141,10 @@ def test_general_weights_medium(generator):
 
 
 @pytest.mark.parametrize("n", [1, 2, 9, 64])
-def test_assignment_fast_path_matches_pot(n, generator):
+@pytest.mark.parametrize("ties", [False, True])
+def test_assignment_fast_path_matches_pot(n, ties, generator):
     x, y = points(n, generator), points(n, generator)
-    M = sq_dist(x, y)
+    M = torch.randint(0, 3, (n, n), generator=generator).double() if ties else sq_dist(x, y)
     w = torch.full((n,), 1.0 / n, dtype=torch.float64)
     for a, b in ((None, None), (w, w), (torch.empty(0), None)):
         with OpRecorder() as rec:

@@ -27,7 +27,6 @@ gradients along them).
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -216,7 +215,8 @@ def _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend):
     return _EMDCost.apply(Mb, wa, wb, solution), solution
 
 
-def _report(status: torch.Tensor) -> str | None:
+def _report(status: torch.Tensor, stacklevel: int) -> str | None:
+    """Warns (at the user's call, ``stacklevel`` frames up) unless every problem is optimal."""
     codes = sorted({int(c) for c in status.tolist()}) if status.numel() else [1]
     bad = [c for c in codes if c != 1]
     if not bad:
@@ -225,14 +225,14 @@ def _report(status: torch.Tensor) -> str | None:
         message = "numItermax reached before optimality. Try to increase numItermax."
     else:
         message = f"the solver ended with status {[RESULT_CODES.get(c, c) for c in bad]}"
-    warnings.warn(f"fastgan.ot.emd: {message}", UserWarning, stacklevel=3)
+    warnings.warn(f"fastgan.ot.emd: {message}", UserWarning, stacklevel=stacklevel)
     return message
 
 
 def _run(a, b, M, numItermax, backend, need_plan: bool):
     wa, wb, Mb, batched, uniform = _prepare(a, b, M, numItermax, backend)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
-    warning = _report(sol.status)
+    warning = _report(sol.status, stacklevel=4)  # _report, _run, emd / emd2, caller
     plan = sol.dense_plan(Mb) if need_plan else None
     log = {"cost": cost, "u": sol.u.to(M.dtype), "v": sol.v.to(M.dtype), "warning": warning, "result_code": sol.status}
     if not batched:
@@ -377,7 +377,7 @@ def wasserstein(
         M = dist.square() if p == 2.0 else dist.pow(p)
     wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
-    _report(sol.status)
+    _report(sol.status, stacklevel=3)  # _report, wasserstein, caller
     if sol.cols is not None:
         # The assignment's support: (b, i, sigma(i)), weight mass / n each.
         B, n = sol.cols.shape

@@ -373,6 +373,8 @@ def test_bad_input(generator):
         emd2(None, None, torch.ones(3, 3, dtype=torch.float16))
     with pytest.raises(ValueError, match="backend"):
         emd2(a, b, M, backend="gpu")
+    with pytest.raises(ValueError, match="numItermax"):
+        emd2(a, b, M, numItermax=0)
     # The kernel checks its inputs too (direct torch.ops callers).
     op = torch.ops.fastgan.emd.default
     with pytest.raises(ValueError, match="`a`"):

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype, positive
+from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
 from fastgan.ot.one_d import _mass_tolerance
 
@@ -184,8 +184,7 @@ def _prepare(a, b, M, numItermax, backend):
         raise TypeError(f"`M` has dtype {M.dtype}; expected float32 or float64")
     if M.dim() not in (2, 3):
         raise ValueError(f"`M` must be (n, m) or (B, n, m), got shape {tuple(M.shape)}")
-    if isinstance(numItermax, bool) or not isinstance(numItermax, int):
-        raise TypeError(f"`numItermax` must be an int, got {type(numItermax).__name__}")
+    positive_int(numItermax, "numItermax")  # the cap that guarantees the solver returns
     batched = M.dim() == 3
     n, m = M.shape[-2], M.shape[-1]
     if n == 0 or m == 0:

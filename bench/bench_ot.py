@@ -110,3 +110,66 @@ def bench_exact_emd_uniform(benchmark, bench_device, setup, contender):
     benchmark.group = f"exact EMD, uniform 2-D points / {setup} (cpu, float64)"
     benchmark.extra_info["contender"] = contender
     benchmark.pedantic(fns[contender], rounds=3, warmup_rounds=1)
+
+
+def _emd2_contenders(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
+    """emd2 on 2-D point sets with squared Euclidean cost, cost matrix included for everyone.
+
+    ``fastgan``: the public ``fastgan.ot.emd2`` (uniform n = m goes to the
+    assignment solver); ``fastgan_simplex``: the network-simplex kernel on
+    the same problem; ``pot``: ``ot.emd2``, one problem at a time.
+    """
+    n, m = x.shape[-2], y.shape[-2]
+    an, bn = a.reshape(-1, n).numpy(), b.reshape(-1, m).numpy()
+
+    def cost_matrix():
+        return torch.cdist(x, y).square()
+
+    def fastgan_emd2():
+        return fastgan.ot.emd2(a, b, cost_matrix())
+
+    def fastgan_simplex():
+        M = cost_matrix().reshape(-1, n, m)
+        return torch.ops.fastgan.emd.default(a.reshape(-1, n), b.reshape(-1, m), M, 10**7)[3]
+
+    def pot_emd2():
+        M = cost_matrix().reshape(-1, n, m)
+        return [pot.emd2(an[k], bn[k], M[k].numpy(), numItermax=10**7) for k in range(M.shape[0])]
+
+    return {"fastgan": fastgan_emd2, "fastgan_simplex": fastgan_simplex, "pot": pot_emd2}
+
+
+EMD2_SETUPS = {
+    # name: (n, m, batch, uniform)
+    "uniform_n1000": (1000, 1000, None, True),
+    "uniform_n2000": (2000, 2000, None, True),
+    "uniform_batch32_n128": (128, 128, 32, True),
+    "weights_n500_m700": (500, 700, None, False),
+}
+
+
+@pytest.mark.parametrize("contender", ["fastgan", "fastgan_simplex", "pot"])
+@pytest.mark.parametrize("setup", list(EMD2_SETUPS))
+def bench_emd2(benchmark, bench_device, setup, contender):
+    """fastgan.ot.emd2 against POT's ot.emd2 (a Python loop of it for a batch)."""
+    if bench_device.type != "cpu":
+        pytest.skip("the exact solvers run on the CPU")
+    n, m, batch, uniform = EMD2_SETUPS[setup]
+    gen = torch.Generator().manual_seed(2)
+    lead = () if batch is None else (batch,)
+    x = torch.rand(*lead, n, 2, generator=gen, dtype=torch.float64)
+    y = torch.rand(*lead, m, 2, generator=gen, dtype=torch.float64)
+    if uniform:
+        a = torch.full((*lead, n), 1.0 / n, dtype=torch.float64)
+        b = torch.full((*lead, m), 1.0 / m, dtype=torch.float64)
+    else:
+        a = torch.rand(*lead, n, generator=gen, dtype=torch.float64) + 0.1
+        b = torch.rand(*lead, m, generator=gen, dtype=torch.float64) + 0.1
+        a, b = a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True)
+    fns = _emd2_contenders(x, y, a, b)
+    ours = _total(fns["fastgan"]())
+    theirs = _total(fns[contender]())
+    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"{contender}: {theirs} != fastgan {ours}"
+    benchmark.group = f"emd2, 2-D points, squared Euclidean / {setup} (cpu, float64)"
+    benchmark.extra_info["contender"] = contender
+    benchmark.pedantic(fns[contender], rounds=3, warmup_rounds=1)

@@ -56,6 +56,18 @@ TORCH_LIBRARY(fastgan, m) {
   // m), feasible (u_i + v_j <= C_ij) and tight on the assignment.
   m.def("linear_sum_assignment(Tensor cost) -> (Tensor, Tensor, Tensor)");
 
+  // Exact optimal transport with general weights for B problems: weights a
+  // (B, n) and b (B, m), non-negative with one mass per problem (b is scaled
+  // to a's mass), cost M (B, n, m), finite; float32 or float64. Network
+  // simplex in float64, at most max_iter pivots per problem (<= 0: no cap).
+  // Returns the plan (B, n, m) in M's dtype, float64 duals u (B, n) and v
+  // (B, m) (u_i + v_j <= M_ij, tight on the plan, centred so that
+  // sum a u = sum b v), the float64 cost <plan, M> (B,) and an int32 status
+  // (B,) with POT's codes: 1 optimal, 0 infeasible, 3 max_iter reached.
+  m.def(
+      "emd(Tensor a, Tensor b, Tensor M, int max_iter) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+
   // Spectral normalisation (SN-GAN) of many layers at once. Runs n_iter
   // power-iteration steps, u <- normalize(W v), v <- normalize(W^T u), for
   // every layer's W_mat = weights[i].movedim(dims[i], 0).flatten(1), updating

@@ -6,6 +6,7 @@ mirrors. They are the test oracle, the benchmark baseline and what
 """
 
 from fastgan.reference.clip import clip_parameters_
+from fastgan.reference.emd import emd, emd2, emd_solve
 from fastgan.reference.bias_act import bias_act, bias_act_grad
 from fastgan.reference.ot import wasserstein_1d
 from fastgan.reference.penalty import (
@@ -24,6 +25,9 @@ __all__ = [
     "bias_act",
     "bias_act_grad",
     "clip_parameters_",
+    "emd",
+    "emd2",
+    "emd_solve",
     "gradient_penalty",
     "interpolate",
     "penalty_from_gradients",

@@ -1,0 +1,414 @@
+r"""Exact optimal transport with general weights: POT's ``emd`` / ``emd2``, and exact W_p.
+
+The Earth Mover's distance between weights :math:`a \in \mathbb{R}^n_+` and
+:math:`b \in \mathbb{R}^m_+` of equal mass, under a cost :math:`M`, is the
+linear program (seed 004)
+
+.. math::
+
+    \mathrm{EMD}(a, b, M) = \min_{\Gamma \ge 0,\ \Gamma 1_m = a,\ \Gamma^\top 1_n = b} \langle \Gamma, M \rangle
+    = \max_{u_i + v_j \le M_{ij}} a^\top u + b^\top v .
+
+fastgan solves it exactly: a network simplex in C++ (float64, the problems
+of a batch in parallel), and, when both weights are uniform and n = m (the
+minibatch case of GAN training), the exact assignment solver of
+:mod:`fastgan.ot.assignment`, whose plan is a permutation divided by n and
+whose duals are the LP duals as they are (u_i + v_j <= M_ij is the same
+constraint; the cost is the assignment cost times the common weight).
+
+Derivatives (of the cost; the plan and the duals are treated as locally
+constant, which they are for a non-degenerate problem):
+:math:`\partial \mathrm{EMD} / \partial M = \Gamma`,
+:math:`\partial \mathrm{EMD} / \partial a = u - \bar u`,
+:math:`\partial \mathrm{EMD} / \partial b = v - \bar v` (POT's centring: only
+mass-preserving changes of a or b are meaningful, and these are the
+gradients along them).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, NamedTuple
+
+import torch
+
+from fastgan import _library
+from fastgan._tensors import check_float_dtype, positive, positive_int
+from fastgan.ot.assignment import linear_sum_assignment
+from fastgan.ot.one_d import _mass_tolerance
+
+__all__ = ["emd", "emd2", "wasserstein"]
+
+BACKENDS = ("auto", "reference")
+
+#: POT's result codes.
+RESULT_CODES = {0: "infeasible", 1: "optimal", 2: "unbounded", 3: "max_iter_reached"}
+
+
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+
+
+def _weights(w: torch.Tensor | None, name: str, batch: int | None, count: int, M: torch.Tensor) -> torch.Tensor | None:
+    """``w`` as (B, count) in M's dtype, or None for uniform (None or empty)."""
+    if w is None:
+        return None
+    if not isinstance(w, torch.Tensor):
+        raise TypeError(f"`{name}` must be a Tensor or None, got {type(w).__name__}")
+    if w.numel() == 0:
+        return None
+    check_float_dtype(w, name)
+    if w.device != M.device:
+        raise ValueError(f"`{name}` is on {w.device} but `M` is on {M.device}")
+    expected = (count,) if batch is None else f"({count},) or ({batch}, {count})"
+    if batch is None:
+        if w.shape != (count,):
+            raise ValueError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
+        w = w.unsqueeze(0)
+    else:
+        if w.shape == (count,):
+            w = w.expand(batch, count)
+        elif w.shape != (batch, count):
+            raise ValueError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
+    w = w.to(M.dtype)
+    wd = w.detach()
+    if not bool(torch.isfinite(wd).all()):
+        raise ValueError(f"`{name}` contains NaN or infinite values")
+    if bool((wd < 0).any()):
+        raise ValueError(f"`{name}` has negative weights")
+    return w
+
+
+def _check_masses(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, count: int) -> None:
+    mass_a, mass_b = a.detach().double().sum(-1), b.detach().double().sum(-1)
+    if bool((mass_a <= 0).any()) or bool((mass_b <= 0).any()):
+        raise ValueError("`a` or `b` has zero total mass")
+    gap = ((mass_a - mass_b).abs() / torch.maximum(mass_a, mass_b)).max()
+    if float(gap) > _mass_tolerance(dtype, count):
+        raise ValueError(
+            f"`a` and `b` have unequal mass: relative difference {float(gap):.3g} "
+            f"(tolerance {_mass_tolerance(dtype, count):.3g} for {dtype})"
+        )
+
+
+def _is_uniform(w: torch.Tensor | None) -> bool:
+    return w is None or bool((w.detach() == w.detach()[:, :1]).all())
+
+
+class _Solution(NamedTuple):
+    """Solved problems: a dense plan, or assignment columns with their common weight."""
+
+    plan: torch.Tensor | None  #: (B, n, m) in M's dtype, or None on the assignment path
+    cols: torch.Tensor | None  #: (B, n) int64: the column of each row (assignment path)
+    weight: torch.Tensor | None  #: (B,) float64: the mass of each pair (assignment path)
+    u: torch.Tensor  #: (B, n) float64, centred
+    v: torch.Tensor  #: (B, m) float64, centred
+    cost: torch.Tensor  #: (B,) float64
+    status: torch.Tensor  #: (B,) int32, POT's codes
+
+    def dense_plan(self, M: torch.Tensor) -> torch.Tensor:
+        if self.plan is not None:
+            return self.plan
+        batch, n, _ = M.shape
+        plan = torch.zeros_like(M)
+        return plan.scatter_(2, self.cols.unsqueeze(2), self.weight.to(M.dtype)[:, None, None].expand(batch, n, 1))
+
+
+def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
+    """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype)."""
+    batch, n, m = M.shape
+    ok = torch.ones(batch, dtype=torch.int32, device=M.device)
+    if backend == "reference":
+        from fastgan import reference
+
+        plan, u, v, cost = reference.emd_solve(a, b, M)
+        return _Solution(plan, None, None, u, v, cost, ok)
+    if uniform and n == m and batch > 0:
+        # Exact assignment: plan = permutation * (mass / n). Its duals are
+        # the transport LP's duals as they are (same constraint u_i + v_j <=
+        # M_ij; objective (mass / n) (sum u + sum v) = cost); centred as POT does.
+        try:
+            result = linear_sum_assignment(M)
+        except ValueError as err:
+            if "NaN or infinite" in str(err):
+                raise ValueError("`M` contains NaN or infinite values") from err
+            raise
+        weight = a.double().sum(-1) / n
+        shift = (result.v.sum(-1) - result.u.sum(-1)) / (2 * n)
+        u = result.u + shift[:, None]
+        v = result.v - shift[:, None]
+        return _Solution(None, result.col_ind, weight, u, v, result.cost * weight, ok)
+    _library.require_kernel("emd", M.device)
+    plan, u, v, cost, status = torch.ops.fastgan.emd.default(a, b, M, max_iter)
+    return _Solution(plan, None, None, u, v, cost, status)
+
+
+class _EMDCost(torch.autograd.Function):
+    """Attaches the gradients of the optimal cost to a solved problem.
+
+    ``forward(M, a, b, solution)`` returns the solution's cost in M's dtype;
+    its backward gives ``grad * plan`` to M and ``grad * (u - mean(u))``,
+    ``grad * (v - mean(v))`` to a and b.
+    """
+
+    @staticmethod
+    def forward(ctx, M, a, b, solution):
+        ctx.solution = solution
+        ctx.shape_dtype = (M.shape, M.dtype, M.device)
+        return solution.cost.to(M.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_cost):
+        sol = ctx.solution
+        grad_M = grad_a = grad_b = None
+        if ctx.needs_input_grad[0]:
+            shape, dtype, device = ctx.shape_dtype
+            plan = sol.dense_plan(torch.empty(shape, dtype=dtype, device=device))
+            grad_M = plan * grad_cost[:, None, None].to(dtype)
+        g = grad_cost[:, None].double()
+        if ctx.needs_input_grad[1]:
+            grad_a = ((sol.u - sol.u.mean(-1, keepdim=True)) * g).to(grad_cost.dtype)
+        if ctx.needs_input_grad[2]:
+            grad_b = ((sol.v - sol.v.mean(-1, keepdim=True)) * g).to(grad_cost.dtype)
+        return grad_M, grad_a, grad_b, None
+
+
+def _prepare(a, b, M, numItermax, backend):
+    """Checked (B, n), (B, m), (B, n, m) inputs, whether batched, whether uniform."""
+    _check_backend(backend)
+    if not isinstance(M, torch.Tensor):
+        raise TypeError(f"`M` must be a Tensor, got {type(M).__name__}")
+    check_float_dtype(M, "M")
+    if M.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"`M` has dtype {M.dtype}; expected float32 or float64")
+    if M.dim() not in (2, 3):
+        raise ValueError(f"`M` must be (n, m) or (B, n, m), got shape {tuple(M.shape)}")
+    positive_int(numItermax, "numItermax")  # the cap that guarantees the solver returns
+    batched = M.dim() == 3
+    n, m = M.shape[-2], M.shape[-1]
+    if n == 0 or m == 0:
+        raise ValueError(f"`M` is empty: shape {tuple(M.shape)}; both sides need at least one point")
+    Mb = M if batched else M.unsqueeze(0)
+    B = Mb.shape[0]
+    wa = _weights(a, "a", B if batched else None, n, M)
+    wb = _weights(b, "b", B if batched else None, m, M)
+    uniform = _is_uniform(wa) and _is_uniform(wb)
+    # Uniform sides take the other side's mass (1 when both are uniform).
+    if wa is None and wb is None:
+        wa = torch.full((B, n), 1.0 / n, dtype=M.dtype, device=M.device)
+        wb = torch.full((B, m), 1.0 / m, dtype=M.dtype, device=M.device)
+    elif wa is None:
+        wa = wb.detach().sum(-1, keepdim=True) / n * torch.ones((B, n), dtype=M.dtype, device=M.device)
+    elif wb is None:
+        wb = wa.detach().sum(-1, keepdim=True) / m * torch.ones((B, m), dtype=M.dtype, device=M.device)
+    if B > 0:
+        _check_masses(wa, wb, M.dtype, n + m)
+    return wa, wb, Mb, batched, uniform
+
+
+def _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend):
+    """(cost with gradients, solution)."""
+    with torch.no_grad():
+        solution = _solve(wa.detach(), wb.detach(), Mb.detach(), uniform, numItermax, backend)
+    return _EMDCost.apply(Mb, wa, wb, solution), solution
+
+
+def _report(status: torch.Tensor, stacklevel: int) -> str | None:
+    """Warns (at the user's call, ``stacklevel`` frames up) unless every problem is optimal."""
+    codes = sorted({int(c) for c in status.tolist()}) if status.numel() else [1]
+    bad = [c for c in codes if c != 1]
+    if not bad:
+        return None
+    if 3 in bad:
+        message = "numItermax reached before optimality. Try to increase numItermax."
+    else:
+        message = f"the solver ended with status {[RESULT_CODES.get(c, c) for c in bad]}"
+    warnings.warn(f"fastgan.ot.emd: {message}", UserWarning, stacklevel=stacklevel)
+    return message
+
+
+def _run(a, b, M, numItermax, backend, need_plan: bool):
+    wa, wb, Mb, batched, uniform = _prepare(a, b, M, numItermax, backend)
+    cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
+    warning = _report(sol.status, stacklevel=4)  # _report, _run, emd / emd2, caller
+    plan = sol.dense_plan(Mb) if need_plan else None
+    log = {"cost": cost, "u": sol.u.to(M.dtype), "v": sol.v.to(M.dtype), "warning": warning, "result_code": sol.status}
+    if not batched:
+        cost = cost.squeeze(0)
+        plan = None if plan is None else plan.squeeze(0)
+        log = {k: (t.squeeze(0) if isinstance(t, torch.Tensor) else t) for k, t in log.items()}
+    return cost, plan, log
+
+
+def emd(
+    a: torch.Tensor | None,
+    b: torch.Tensor | None,
+    M: torch.Tensor,
+    numItermax: int = 100000,
+    log: bool = False,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+    r"""Optimal transport plan, POT's ``ot.emd`` (batched).
+
+    .. math:: \Gamma^\star = \arg\min_{\Gamma \ge 0,\ \Gamma 1 = a,\ \Gamma^\top 1 = b} \langle \Gamma, M \rangle
+
+    Args:
+        a: source weights ``(n,)``, or ``(B, n)`` for a batch (``(n,)`` is
+            shared by every problem); None or an empty tensor means uniform.
+            Non-negative; zero weights are allowed.
+        b: target weights ``(m,)`` / ``(B, m)``, same mass as ``a`` (relative
+            difference at most 1e-6 in float64, about sqrt(n + m) ulps
+            otherwise); b is scaled to a's mass, as POT does.
+        M: cost ``(n, m)`` or ``(B, n, m)``, float32 or float64, finite.
+            Weights are cast to M's dtype.
+        numItermax: network-simplex pivots per problem before giving up
+            (POT's default); a ``UserWarning`` and result code 3 then say
+            so, and the plan is the simplex's current one (mass it has not
+            moved yet is missing from it).
+        log: also return a dict with ``cost``, the dual potentials ``u``,
+            ``v`` (u_i + v_j <= M_ij, equality on the plan's support, centred
+            so that a.u = b.v as POT centres them), ``warning`` (None or a
+            message) and ``result_code`` (POT's codes: 1 optimal).
+        backend: ``"auto"``: the assignment solver for uniform weights with
+            n = m, else fastgan's network simplex (C++, CPU);
+            ``"reference"``: :func:`fastgan.reference.emd` (SciPy's HiGHS
+            simplex, one problem at a time).
+
+    Returns:
+        The plan ``(n, m)`` / ``(B, n, m)`` in M's dtype (and the log dict).
+        The plan is not differentiable (piecewise constant); differentiate
+        :func:`emd2` for the cost.
+
+    Raises:
+        ValueError: shapes that do not match, empty ``M``, negative or
+            non-finite weights, unequal masses, NaN / Inf in ``M``.
+        TypeError: non-tensor or non-floating inputs.
+    """
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=True)
+    return (plan, info) if log else plan
+
+
+def emd2(
+    a: torch.Tensor | None,
+    b: torch.Tensor | None,
+    M: torch.Tensor,
+    numItermax: int = 100000,
+    log: bool = False,
+    *,
+    backend: str = "auto",
+) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
+    r"""Optimal transport cost :math:`\langle \Gamma^\star, M \rangle`, POT's ``ot.emd2`` (batched).
+
+    Arguments as :func:`emd`. Returns the cost ``()`` / ``(B,)`` in M's
+    dtype (computed in float64), and with ``log=True`` the dict of
+    :func:`emd` plus ``plan``.
+
+    Differentiable once (torch.autograd): :math:`\partial/\partial M = \Gamma^\star`,
+    :math:`\partial/\partial a = u - \mathrm{mean}(u)`, :math:`\partial/\partial b = v -
+    \mathrm{mean}(v)`, POT's gradients. Higher derivatives are those of
+    the cost with the plan and duals held fixed: zero, which is exact
+    wherever the optimal basis is unique.
+    """
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=log)
+    if log:
+        info["plan"] = plan
+        return cost, info
+    return cost
+
+
+def _pair_costs(x, y, batch_idx, rows, cols, p: float) -> torch.Tensor:
+    diff = x[batch_idx, rows] - y[batch_idx, cols]
+    if p == 2.0:
+        return diff.square().sum(-1)
+    return torch.linalg.vector_norm(diff, dim=-1).pow(p)
+
+
+def wasserstein(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor | None = None,
+    b: torch.Tensor | None = None,
+    *,
+    p: float = 2.0,
+    numItermax: int = 100000,
+    backend: str = "auto",
+) -> torch.Tensor:
+    r"""Exact Wasserstein distance between point clouds, :math:`W_p = (\min_\Gamma \sum_{ij} \Gamma_{ij} \|x_i - y_j\|^p)^{1/p}`.
+
+    Args:
+        x: ``(n, d)`` or ``(B, n, d)``; y: ``(m, d)`` / ``(B, m, d)``,
+            float32 or float64, finite.
+        a, b: weights as in :func:`emd` (None: uniform).
+        p: ground-cost exponent, >= 1 (Euclidean distance to the p).
+        backend: as in :func:`emd`; uniform weights with n = m run the
+            exact assignment solver.
+
+    Returns:
+        ``()`` or ``(B,)`` in x's dtype. Differentiable once with respect to
+        x and y (and a, b through :func:`emd2`'s duals): the optimal plan is
+        held fixed and :math:`\sum \Gamma_{ij} \|x_i - y_j\|^p` is
+        differentiated over the plan's support (at most n + m - 1 pairs),
+        then chained through the 1/p power. Where W = 0 the gradient is 0.
+    """
+    p = positive(p, "p")
+    if p < 1:
+        raise ValueError(f"`p` must be >= 1, got {p}")
+    for t, name in ((x, "x"), (y, "y")):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+        check_float_dtype(t, name)
+        if t.dim() not in (2, 3):
+            raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
+        if t.shape[-2] == 0:
+            raise ValueError(f"`{name}` is empty: shape {tuple(t.shape)}")
+        if not bool(torch.isfinite(t.detach()).all()):
+            raise ValueError(f"`{name}` contains NaN or infinite values")
+    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
+        raise ValueError(f"`x` {tuple(x.shape)} and `y` {tuple(y.shape)} must share batch and feature dimensions")
+    if x.dtype != y.dtype:
+        raise TypeError(f"`x` has dtype {x.dtype} but `y` has {y.dtype}")
+    batched = x.dim() == 3
+    xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
+    with torch.no_grad():
+        dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
+        M = dist.square() if p == 2.0 else dist.pow(p)
+    wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
+    cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
+    _report(sol.status, stacklevel=3)  # _report, wasserstein, caller
+    if sol.cols is not None:
+        # The assignment's support: (b, i, sigma(i)), weight mass / n each.
+        B, n = sol.cols.shape
+        batch_idx = torch.arange(B, device=x.device).repeat_interleave(n)
+        rows = torch.arange(n, device=x.device).repeat(B)
+        cols = sol.cols.reshape(-1)
+        weights = sol.weight.repeat_interleave(n)
+    else:
+        batch_idx, rows, cols = sol.plan.nonzero(as_tuple=True)
+        weights = sol.plan[batch_idx, rows, cols]
+    B = Mb.shape[0]
+    pair = _pair_costs(xb, yb, batch_idx, rows, cols, p) * weights.to(xb.dtype)
+    total = torch.zeros(B, dtype=xb.dtype, device=xb.device).index_add(0, batch_idx, pair)
+    if wa.requires_grad or wb.requires_grad:
+        # Gradients of the weights come from the duals; the value from the pairs.
+        total = total + (cost - cost.detach()).to(total.dtype)
+    positive_total = total > 0
+    safe = torch.where(positive_total, total, torch.ones_like(total))
+    distance = torch.where(positive_total, safe.pow(1.0 / p), torch.zeros_like(total))
+    return distance if batched else distance.squeeze(0)
+
+
+if _library.LOADED:
+
+    @torch.library.register_fake("fastgan::emd")
+    def _emd_fake(a, b, M, max_iter):
+        batch, n, m = M.shape
+        f64 = torch.float64
+        return (
+            M.new_empty((batch, n, m)),
+            M.new_empty((batch, n), dtype=f64),
+            M.new_empty((batch, m), dtype=f64),
+            M.new_empty((batch,), dtype=f64),
+            M.new_empty((batch,), dtype=torch.int32),
+        )

@@ -16,12 +16,14 @@ and classifier-based image scores.
                                                 (optional; fastgan does not reimplement Inception)
 =============================================== ==============================================
 
-Exact W_1 / W_2, Sinkhorn divergences and sliced Wasserstein distances between sample
-sets belong to fastgan's optimal-transport module, not here.
+Distances between sample sets (exact W_1 / W_2, sliced W_2, the Sinkhorn divergence,
+MMD^2) for monitoring: :func:`sample_distances` and :func:`wasserstein_distance`, built
+on :mod:`fastgan.ot`.
 """
 
 from fastgan.metrics.birthday import BirthdayEstimate, birthday_support, collision_probability
 from fastgan.metrics.critic import CriticEstimate, critic_estimate
+from fastgan.metrics.distances import DISTANCES, sample_distances, wasserstein_distance
 from fastgan.metrics.digits import (
     DigitsClassifier,
     digits_classifier,
@@ -39,6 +41,7 @@ from fastgan.metrics.scores import (
 )
 
 __all__ = [
+    "DISTANCES",
     "BirthdayEstimate",
     "CriticEstimate",
     "DigitsClassifier",
@@ -61,6 +64,8 @@ __all__ = [
     "mode_metrics",
     "rbf_kernel",
     "ring_centres",
+    "sample_distances",
     "sample_mixture",
     "to_uint8_images",
+    "wasserstein_distance",
 ]

@@ -33,7 +33,7 @@ def critic_estimate(
     real: Tensor,
     fake: Tensor,
     *,
-    w1: Optional[Callable[[Tensor, Tensor], float]] = None,
+    w1: Optional[Callable[[Tensor, Tensor], float] | str] = None,
     generator: Optional[torch.Generator] = None,
 ) -> CriticEstimate:
     r"""Compares a critic's Wasserstein estimate with its Lipschitz behaviour (and W_1).
@@ -51,9 +51,10 @@ def critic_estimate(
       Lipschitz constant the critic actually has there;
     * ``pair_slope_max``: :math:`\max_i |D(x_{r,i}) - D(x_{g,i})| / \|x_{r,i} - x_{g,i}\|`,
       a lower bound on the global Lipschitz constant from finite differences;
-    * with ``w1`` (a callable ``w1(real, fake) -> float`` giving the exact W_1 between
-      the batches, e.g. from an exact optimal-transport solver): ``w1`` and
-      ``w1_gap = w1 - estimate`` (>= 0 up to the Lipschitz excess).
+    * with ``w1="exact"`` (fastgan's exact optimal transport between the two batches,
+      :func:`fastgan.metrics.wasserstein_distance`) or a callable
+      ``w1(real, fake) -> float``: ``w1`` and ``w1_gap = w1 - estimate`` (>= 0 up to
+      the Lipschitz excess).
 
     ``critic`` maps (N, ...) inputs to N outputs (shape (N,) or (N, 1)) and must treat
     samples independently (no batch normalisation in training mode) for the gradient
@@ -69,8 +70,12 @@ def critic_estimate(
     n = real.shape[0]
     if n == 0:
         raise ValueError("`real` and `fake` are empty")
-    if w1 is not None and not callable(w1):
-        raise TypeError(f"`w1` must be callable, got {type(w1).__name__}")
+    if w1 == "exact":
+        from fastgan.metrics.distances import wasserstein_distance
+
+        w1 = wasserstein_distance
+    elif w1 is not None and not callable(w1):
+        raise TypeError(f"`w1` must be 'exact' or a callable, got {w1!r}")
 
     def outputs(x: Tensor, name: str) -> Tensor:
         out = critic(x)

@@ -1,6 +1,16 @@
-"""Exact optimal transport: 1-D and sliced Wasserstein, exact assignment (POT's and SciPy's conventions)."""
+"""Optimal transport: exact 1-D and sliced Wasserstein, exact assignment, entropic (Sinkhorn); POT's, SciPy's and GeomLoss's conventions."""
 
 from fastgan.ot.assignment import Assignment, linear_sum_assignment
 from fastgan.ot.one_d import sliced_wasserstein, wasserstein_1d
+from fastgan.ot.sinkhorn import SinkhornLog, sinkhorn, sinkhorn2, sinkhorn_divergence
 
-__all__ = ["Assignment", "linear_sum_assignment", "sliced_wasserstein", "wasserstein_1d"]
+__all__ = [
+    "Assignment",
+    "SinkhornLog",
+    "linear_sum_assignment",
+    "sinkhorn",
+    "sinkhorn2",
+    "sinkhorn_divergence",
+    "sliced_wasserstein",
+    "wasserstein_1d",
+]

@@ -67,6 +67,32 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "emd(Tensor a, Tensor b, Tensor M, int max_iter) "
       "-> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // Entropic OT, log domain (csrc/cpu/sinkhorn.cpp). POT's sinkhorn_log on B
+  // problems: a (B, n), b (B, m), cost M (B, n, m); returns POT's log
+  // scalings log_u (B, n), log_v (B, m) (plan = exp(log_u_i + log_v_j -
+  // M_ij / reg)), the cost <plan, M> (B,), the iteration count (B,) int64,
+  // the last column-marginal error (B,) and whether it fell below tol (B,).
+  m.def(
+      "sinkhorn_log(Tensor a, Tensor b, Tensor M, float reg, int max_iter, float tol) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // The streaming softmin over point clouds x (B, n, d), y (B, m, d):
+  // out[b, i] = -eps log sum_j exp(h[b, j] - |x_i - y_j|^p / (p eps)), p = 1, 2.
+  m.def("sinkhorn_softmin(Tensor x, Tensor y, Tensor h, float eps, int p) -> Tensor");
+  // GeomLoss's symmetric Sinkhorn on point clouds with the eps schedule
+  // eps_list (then, with tol >= 0, more iterations at the last eps until
+  // the potentials move by at most tol, up to max_iter). Returns the cost
+  // (B,) (debiased: OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2), the potentials
+  // f (2, B, n), g (2, B, m), f_aa, g_bb (same, or empty without debias):
+  // [0] the returned potentials, [1] the state the last step started from,
+  // and the iteration count (B,) int64.
+  m.def(
+      "sinkhorn_points(Tensor x, Tensor y, Tensor a, Tensor b, int p, float[] eps_list, "
+      "bool debias, float tol, int max_iter) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+  // d cost / d(x, y) of sinkhorn_points times grad_cost (B,), from the
+  // potentials it returned (envelope theorem; eps = the last eps).
+  m.def(
+      "sinkhorn_points_backward(Tensor grad_cost, Tensor x, Tensor y, Tensor a, Tensor b, "
+      "Tensor f, Tensor g, Tensor f_aa, Tensor g_bb, int p, float eps) -> (Tensor, Tensor)");
 
   // Spectral normalisation (SN-GAN) of many layers at once. Runs n_iter
   // power-iteration steps, u <- normalize(W v), v <- normalize(W^T u), for

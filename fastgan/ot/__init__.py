@@ -1,14 +1,19 @@
-"""Exact optimal transport: general weights (EMD), 1-D and sliced Wasserstein, exact assignment (POT's and SciPy's conventions)."""
+"""Optimal transport: exact (general weights, assignment, 1-D, sliced) and entropic (Sinkhorn); POT's, SciPy's and GeomLoss's conventions."""
 
 from fastgan.ot.assignment import Assignment, linear_sum_assignment
 from fastgan.ot.emd import emd, emd2, wasserstein
 from fastgan.ot.one_d import sliced_wasserstein, wasserstein_1d
+from fastgan.ot.sinkhorn import SinkhornLog, sinkhorn, sinkhorn2, sinkhorn_divergence
 
 __all__ = [
     "Assignment",
+    "SinkhornLog",
     "emd",
     "emd2",
     "linear_sum_assignment",
+    "sinkhorn",
+    "sinkhorn2",
+    "sinkhorn_divergence",
     "sliced_wasserstein",
     "wasserstein",
     "wasserstein_1d",

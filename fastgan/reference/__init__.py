@@ -9,6 +9,7 @@ from fastgan.reference.clip import clip_parameters_
 from fastgan.reference.emd import emd, emd2, emd_solve
 from fastgan.reference.bias_act import bias_act, bias_act_grad
 from fastgan.reference.ot import wasserstein_1d
+from fastgan.reference.sinkhorn import sinkhorn_log, sinkhorn_points
 from fastgan.reference.penalty import (
     gradient_penalty,
     interpolate,
@@ -31,6 +32,8 @@ __all__ = [
     "gradient_penalty",
     "interpolate",
     "penalty_from_gradients",
+    "sinkhorn_log",
+    "sinkhorn_points",
     "wasserstein_1d",
     "spectral_norm",
     "spectral_norm_all",

@@ -1,0 +1,129 @@
+r"""Log-domain Sinkhorn in plain PyTorch: the oracle of ``fastgan.ot.sinkhorn*``.
+
+Both functions store the full cost matrix (that is what the compiled
+kernels avoid) and follow the same contracts as the ops
+``fastgan::sinkhorn_log`` and ``fastgan::sinkhorn_points``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["point_cost", "sinkhorn_log", "sinkhorn_points"]
+
+#: GeomLoss's p = 1 cost is sqrt(max(|x - y|^2, 1e-8)), smooth at x = y.
+MIN_SQUARED_DISTANCE = 1e-8
+
+
+def point_cost(x: torch.Tensor, y: torch.Tensor, p: int) -> torch.Tensor:
+    r"""``C[b, i, j] = |x_i - y_j|^p / p`` for x ``(B, n, d)``, y ``(B, m, d)``, p = 1, 2."""
+    sq = ((x.unsqueeze(2) - y.unsqueeze(1)) ** 2).sum(-1)
+    if p == 2:
+        return sq / 2
+    return sq.clamp_min(MIN_SQUARED_DISTANCE).sqrt()
+
+
+def sinkhorn_log(
+    a: torch.Tensor, b: torch.Tensor, M: torch.Tensor, reg: float, max_iter: int, tol: float
+) -> tuple[torch.Tensor, ...]:
+    r"""POT's ``sinkhorn_log`` iterations on each problem of a batch.
+
+    With :math:`M_r = -M / \text{reg}`:
+    :math:`\log v = \log b - \mathrm{LSE}_i(M_r + \log u)`,
+    :math:`\log u = \log a - \mathrm{LSE}_j(M_r + \log v)`; after
+    iterations 0, 10, 20, ... stop once the column marginal error
+    :math:`\|\pi^\top 1 - b\|_2 < \text{tol}`.
+
+    Returns ``(log_u, log_v, cost, n_iter, err, converged)`` as the op does.
+    """
+    batch = M.shape[0]
+    outs = [], [], [], [], [], []
+    for k in range(batch):
+        Mr = -M[k] / reg
+        loga, logb = a[k].log(), b[k].log()
+        u = torch.zeros_like(a[k])
+        v = torch.zeros_like(b[k])
+        err = torch.tensor(float("inf"), dtype=M.dtype)
+        converged = False
+        it = 0
+        for it in range(max_iter):
+            v = logb - torch.logsumexp(Mr + u[:, None], 0)
+            u = loga - torch.logsumexp(Mr + v[None, :], 1)
+            if it % 10 == 0:
+                err = torch.linalg.vector_norm((Mr + u[:, None] + v[None, :]).exp().sum(0) - b[k])
+                if err < tol:
+                    converged = True
+                    break
+        plan = (Mr + u[:, None] + v[None, :]).exp()
+        for out, value in zip(outs, (u, v, (plan * M[k]).sum(), it, err, converged)):
+            out.append(torch.as_tensor(value))
+    u, v, cost, n_iter, err, conv = (torch.stack(o) if o else None for o in outs)
+    if batch == 0:
+        n, m = M.shape[1:]
+        return (M.new_zeros(0, n), M.new_zeros(0, m), M.new_zeros(0), torch.zeros(0, dtype=torch.int64),
+                M.new_zeros(0), torch.zeros(0, dtype=torch.bool))
+    return u, v, cost.to(M.dtype), n_iter.to(torch.int64), err.to(M.dtype), conv
+
+
+def _softmin(eps: float, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """``-eps log sum_j exp(h_j - C_ij / eps)`` over the last dim, batched."""
+    return -eps * torch.logsumexp(h.unsqueeze(1) - C / eps, dim=2)
+
+
+def _log_weights(w: torch.Tensor) -> torch.Tensor:
+    return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(), torch.full_like(w, -100000.0))
+
+
+def sinkhorn_points(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    p: int,
+    eps_list: list[float],
+    debias: bool,
+    tol: float,
+    max_iter: int,
+) -> torch.Tensor:
+    r"""Symmetric (GeomLoss-style) Sinkhorn between point clouds; the cost ``(B,)``.
+
+    Iterations run without autograd; the last softmin from the state is
+    differentiated with the state held constant (the envelope theorem), so
+    gradients flow to x, y through the cost and to a, b through the final
+    dot products only.
+    """
+    eps0, final_eps = eps_list[0], eps_list[-1]
+    with torch.no_grad():
+        la, lb = _log_weights(a), _log_weights(b)
+        Cxy = point_cost(x, y, p)
+        Cyx = Cxy.transpose(1, 2)
+        Cxx = point_cost(x, x, p) if debias else None
+        Cyy = point_cost(y, y, p) if debias else None
+
+        def step(eps, f, g, faa, gbb):
+            fn = _softmin(eps, Cxy, lb + g / eps)
+            gn = _softmin(eps, Cyx, la + f / eps)
+            if not debias:
+                return fn, gn, None, None
+            return fn, gn, _softmin(eps, Cxx, la + faa / eps), _softmin(eps, Cyy, lb + gbb / eps)
+
+        zero_f, zero_g = torch.zeros_like(a), torch.zeros_like(b)
+        state = step(eps0, zero_f, zero_g, zero_f, zero_g)
+        it = 0
+        while it < max_iter:
+            eps = eps_list[it] if it < len(eps_list) else final_eps
+            fresh = step(eps, *state)
+            change = max(float((n - s).abs().max()) for n, s in zip(fresh, state) if n is not None)
+            state = tuple(None if s is None else 0.5 * (s + n) for s, n in zip(state, fresh))
+            it += 1
+            if it >= len(eps_list) and (tol < 0 or change <= tol):
+                break
+        f, g, faa, gbb = state
+    fn = _softmin(final_eps, point_cost(x, y.detach(), p), lb + g / final_eps)
+    gn = _softmin(final_eps, point_cost(y, x.detach(), p), la + f / final_eps)
+    cost = (a * fn).sum(1) + (b * gn).sum(1)
+    if debias:
+        faan = _softmin(final_eps, point_cost(x, x.detach(), p), la + faa / final_eps)
+        gbbn = _softmin(final_eps, point_cost(y, y.detach(), p), lb + gbb / final_eps)
+        cost = cost - (a * faan).sum(1) - (b * gbbn).sum(1)
+    return cost

@@ -1,0 +1,211 @@
+"""Triton kernels for log-domain Sinkhorn between point clouds (the CUDA path).
+
+The CUDA implementations of ``fastgan::sinkhorn_softmin``,
+``fastgan::sinkhorn_points`` and ``fastgan::sinkhorn_points_backward``.
+The softmin is a flash-attention-style streaming reduction: one program
+holds BLOCK_N rows of x, walks y in tiles of BLOCK_M columns, recomputes
+the cost tile from the points and keeps a running maximum and rescaled sum
+per row, so the n x m cost never exists. The envelope gradient walks the
+same tiles with the plan weights exp((f_i + g_j - C_ij) / eps) known from
+the final potentials (no maximum needed). The eps-scaling loop itself runs
+in PyTorch around these kernels, mirroring csrc/cpu/sinkhorn.cpp.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK_N = 32
+BLOCK_M = 64
+# GeomLoss's p = 1 cost is sqrt(max(|x - y|^2, 1e-8)).
+MIN_SQUARED_DISTANCE = 1e-8
+
+
+@triton.jit
+def _cost_tile(
+    xb, yb, rows, cols, rmask, cmask, d, P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr,
+    ACC64: tl.constexpr,
+):
+    ACC = tl.float64 if ACC64 else tl.float32
+    sq = tl.zeros([BLOCK_N, BLOCK_M], dtype=ACC)
+    for k in range(d):
+        xk = tl.load(xb + rows * d + k, mask=rmask, other=0).to(ACC)
+        yk = tl.load(yb + cols * d + k, mask=cmask, other=0).to(ACC)
+        diff = xk[:, None] - yk[None, :]
+        sq += diff * diff
+    if P == 2:
+        c = 0.5 * sq
+    else:
+        c = tl.sqrt(tl.maximum(sq, 1e-8))
+    return c, sq
+
+
+@triton.jit
+def _softmin_kernel(
+    x_ptr, y_ptr, h_ptr, out_ptr, n, m, d, inv_eps, eps,
+    P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
+):
+    ACC = tl.float64 if ACC64 else tl.float32
+    b = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask = rows < n
+    xb = x_ptr + b * n * d
+    yb = y_ptr + b * m * d
+    hb = h_ptr + b * m
+    run_max = tl.full([BLOCK_N], float("-inf"), dtype=ACC)
+    run_sum = tl.zeros([BLOCK_N], dtype=ACC)
+    for j0 in range(0, m, BLOCK_M):
+        cols = j0 + tl.arange(0, BLOCK_M)
+        cmask = cols < m
+        c, sq = _cost_tile(xb, yb, rows, cols, rmask, cmask, d, P, BLOCK_N, BLOCK_M, ACC64)
+        h = tl.load(hb + cols, mask=cmask, other=0).to(ACC)
+        v = h[None, :] - c * inv_eps
+        v = tl.where(cmask[None, :], v, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(v, axis=1))
+        # Rows whose every weight so far is zero keep max = -inf: shift by 0.
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
+        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
+        run_max = new_max
+    out = -eps * (run_max + tl.log(run_sum))
+    tl.store(out_ptr + b * n + rows, out.to(out_ptr.dtype.element_ty), mask=rmask)
+
+
+@triton.jit
+def _envelope_kernel(
+    x_ptr, y_ptr, h_ptr, f_ptr, scale_ptr, grad_ptr, n, m, d, inv_eps, sign,
+    P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC64: tl.constexpr,
+):
+    ACC = tl.float64 if ACC64 else tl.float32
+    b = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask = rows < n
+    feats = tl.arange(0, BLOCK_D)
+    fmask = feats < d
+    xb = x_ptr + b * n * d
+    yb = y_ptr + b * m * d
+    hb = h_ptr + b * m
+    fi = tl.load(f_ptr + b * n + rows, mask=rmask, other=0).to(ACC) * inv_eps
+    acc_w = tl.zeros([BLOCK_N], dtype=ACC)
+    acc_y = tl.zeros([BLOCK_N, BLOCK_D], dtype=ACC)
+    for j0 in range(0, m, BLOCK_M):
+        cols = j0 + tl.arange(0, BLOCK_M)
+        cmask = cols < m
+        c, sq = _cost_tile(xb, yb, rows, cols, rmask, cmask, d, P, BLOCK_N, BLOCK_M, ACC64)
+        h = tl.load(hb + cols, mask=cmask, other=0).to(ACC)
+        w = tl.exp(h[None, :] - c * inv_eps + fi[:, None])
+        if P == 1:
+            w = tl.where(sq > 1e-8, w / c, 0.0)
+        w = tl.where(cmask[None, :] & rmask[:, None], w, 0.0)
+        acc_w += tl.sum(w, axis=1)
+        ytile = tl.load(
+            yb + cols[:, None] * d + feats[None, :], mask=cmask[:, None] & fmask[None, :], other=0
+        ).to(ACC)
+        acc_y += tl.sum(w[:, :, None] * ytile[None, :, :], axis=1)
+    xmask = rmask[:, None] & fmask[None, :]
+    offsets = rows[:, None] * d + feats[None, :]
+    xi = tl.load(xb + offsets, mask=xmask, other=0).to(ACC)
+    s = tl.load(scale_ptr + b * n + rows, mask=rmask, other=0).to(ACC) * sign
+    g = tl.load(grad_ptr + b * n * d + offsets, mask=xmask, other=0).to(ACC)
+    g += s[:, None] * (acc_w[:, None] * xi - acc_y)
+    tl.store(grad_ptr + b * n * d + offsets, g.to(grad_ptr.dtype.element_ty), mask=xmask)
+
+
+def sinkhorn_softmin(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, eps: float, p: int) -> torch.Tensor:
+    """``-eps log sum_j exp(h_j - C(x_i, y_j) / eps)``: same contract as ``fastgan::sinkhorn_softmin``."""
+    x, y, h = x.contiguous(), y.contiguous(), h.contiguous()
+    batch, n, d = x.shape
+    m = y.shape[1]
+    out = torch.empty((batch, n), dtype=x.dtype, device=x.device)
+    if out.numel():
+        grid = (triton.cdiv(n, BLOCK_N), batch)
+        _softmin_kernel[grid](
+            x, y, h, out, n, m, d, 1.0 / eps, eps,
+            P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=x.dtype == torch.float64,
+        )
+    return out
+
+
+def _envelope(x, y, h, f, scale, grad, eps, sign, p):
+    batch, n, d = x.shape
+    m = y.shape[1]
+    if n == 0 or m == 0:
+        return
+    grid = (triton.cdiv(n, BLOCK_N), batch)
+    _envelope_kernel[grid](
+        x, y, h, f, scale, grad, n, m, d, 1.0 / eps, float(sign),
+        P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, BLOCK_D=max(2, triton.next_power_of_2(d)),
+        ACC64=x.dtype == torch.float64,
+    )
+
+
+def _log_weights(w: torch.Tensor) -> torch.Tensor:
+    return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(), torch.full_like(w, -100000.0))
+
+
+def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter):
+    """Same contract as ``fastgan::sinkhorn_points`` (csrc/cpu/sinkhorn.cpp).
+
+    Problems that have converged (tol >= 0) keep their potentials while the
+    others iterate; the whole batch runs until the last one settles.
+    """
+    x, y, a, b = x.contiguous(), y.contiguous(), a.contiguous(), b.contiguous()
+    la, lb = _log_weights(a), _log_weights(b)
+    schedule = len(eps_list)
+    final_eps = eps_list[-1]
+
+    def step(eps, f, g, faa, gbb):
+        out = [
+            sinkhorn_softmin(x, y, lb + g / eps, eps, p),
+            sinkhorn_softmin(y, x, la + f / eps, eps, p),
+        ]
+        if debias:
+            out += [sinkhorn_softmin(x, x, la + faa / eps, eps, p), sinkhorn_softmin(y, y, lb + gbb / eps, eps, p)]
+        return out
+
+    zf, zg = torch.zeros_like(a), torch.zeros_like(b)
+    state = step(eps_list[0], zf, zg, zf, zg)
+    if not debias:
+        state += [zf, zg]
+    n_iter = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
+    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    for it in range(max_iter):
+        eps = eps_list[it] if it < schedule else final_eps
+        fresh = step(eps, *state)
+        change = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        for k, new in enumerate(fresh):
+            change = torch.maximum(change, (new - state[k]).abs().amax(1))
+            avg = 0.5 * (state[k] + new)
+            state[k] = torch.where(active[:, None], avg, state[k])
+        n_iter += active
+        if it + 1 >= schedule:
+            active &= ~((change <= tol) if tol >= 0 else torch.ones_like(active))
+            if not bool(active.any()):
+                break
+    f, g, faa, gbb = state
+    final = step(final_eps, f, g, faa, gbb)
+    cost = (a * final[0]).sum(1) + (b * final[1]).sum(1)
+    empty = x.new_empty((0,))
+    if debias:
+        cost = cost - (a * final[2]).sum(1) - (b * final[3]).sum(1)
+        return cost, torch.stack((final[0], f)), torch.stack((final[1], g)), torch.stack((final[2], faa)), torch.stack((final[3], gbb)), n_iter
+    return cost, torch.stack((final[0], f)), torch.stack((final[1], g)), empty, empty.clone(), n_iter
+
+
+def sinkhorn_points_backward(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps):
+    """Same contract as ``fastgan::sinkhorn_points_backward``."""
+    x, y = x.contiguous(), y.contiguous()
+    debias = faa.numel() > 0
+    la, lb = _log_weights(a), _log_weights(b)
+    sa = (grad_cost[:, None] * a).contiguous()
+    sb = (grad_cost[:, None] * b).contiguous()
+    gx = torch.zeros_like(x)
+    gy = torch.zeros_like(y)
+    _envelope(x, y, (lb + g[1] / eps).contiguous(), f[0].contiguous(), sa, gx, eps, 1.0, p)
+    _envelope(y, x, (la + f[1] / eps).contiguous(), g[0].contiguous(), sb, gy, eps, 1.0, p)
+    if debias:
+        _envelope(x, x, (la + faa[1] / eps).contiguous(), faa[0].contiguous(), sa, gx, eps, -1.0, p)
+        _envelope(y, y, (lb + gbb[1] / eps).contiguous(), gbb[0].contiguous(), sb, gy, eps, -1.0, p)
+    return gx, gy

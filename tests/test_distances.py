@@ -67,3 +67,12 @@ def test_bad_input():
         sample_distances(torch.randn(5, 2), torch.randn(5, 3), ["w1"])
     with pytest.raises(TypeError, match="generated"):
         sample_distances(np.zeros((5, 2)), torch.randn(5, 2), ["w1"])
+
+
+def test_sinkhorn_monitor_matches_geomloss(generator):
+    geomloss = pytest.importorskip("geomloss")
+    x = torch.randn(50, 2, generator=generator, dtype=torch.float64)
+    y = torch.randn(70, 2, generator=generator, dtype=torch.float64) + 1.0
+    expected = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.05, backend="tensorized")(x, y)
+    got = sample_distances(x, y, ["sinkhorn"])["sinkhorn"]
+    assert got == pytest.approx(float(expected), rel=1e-5)

@@ -427,23 +427,10 @@ def test_opcheck(generator):
         )
 
 
-def _triton_kernels():
-    """The Triton module of this source tree (a checkout on PYTHONPATH may
-    resolve ``fastgan.kernels`` to another installed tree), else the installed one."""
-    path = ROOT / "kernels" / "sinkhorn.py"
-    if path.exists():
-        spec = importlib.util.spec_from_file_location("fastgan_source_kernels_sinkhorn", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    from fastgan.kernels import sinkhorn as module
-
-    return module
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_triton_kernels_match_cpu_kernels(triton_device, dtype, generator):
-    kernel = _triton_kernels()
+    from fastgan.kernels import sinkhorn as kernel
+
     x, y = clouds(generator, 11, 70, d=3, batch=(2,), dtype=dtype)
     a, b = histogram(11, generator, (2,), dtype), histogram(70, generator, (2,), dtype)
     h = torch.randn(2, 70, generator=generator, dtype=torch.float64).to(dtype)

@@ -60,6 +60,18 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
             (f"scale_rows-{dt}", "fastgan.kernels.penalty", "_scale_rows_kernel",
              {"g_ptr": f"*{dt}", "factors_ptr": f"*{acc}", "out_ptr": f"*{dt}", "dim": "i32"}, {"BLOCK": 1024}),
         ]
+    for dt in ("fp32", "fp64"):
+        for p in (1, 2):
+            common = {"P": p, "BLOCK_N": 32, "BLOCK_M": 64, "ACC64": dt == "fp64"}
+            specs += [
+                (f"sinkhorn_softmin-{dt}-{p}", "fastgan.kernels.sinkhorn", "_softmin_kernel",
+                 {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "out_ptr": f"*{dt}",
+                  "n": "i32", "m": "i32", "d": "i32", "inv_eps": "fp32", "eps": "fp32"}, dict(common)),
+                (f"sinkhorn_envelope-{dt}-{p}", "fastgan.kernels.sinkhorn", "_envelope_kernel",
+                 {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "f_ptr": f"*{dt}",
+                  "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "n": "i32", "m": "i32", "d": "i32",
+                  "inv_eps": "fp32", "sign": "fp32"}, dict(common, BLOCK_D=4)),
+            ]
     from fastgan.kernels import bias_act
 
     for act, code in bias_act.ACT_CODES.items():
@@ -84,7 +96,10 @@ def compiled() -> dict[str, dict[str, str]]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("prefix", ["assignment", "clip", "interpolate", "sum_squares", "scale_rows", "bias_act"])
+@pytest.mark.parametrize(
+    "prefix",
+    ["assignment", "clip", "interpolate", "sum_squares", "scale_rows", "bias_act", "sinkhorn_softmin", "sinkhorn_envelope"],
+)
 def test_kernels_compile_for_sm90(compiled, prefix):
     results = {name: r for name, r in compiled.items() if name.startswith(prefix + "-")}
     assert results, f"no {prefix} kernel was compiled"

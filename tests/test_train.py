@@ -252,7 +252,7 @@ def test_exact_w1_matches_scipy():
 
 def test_python_api_is_exported(tmp_path):
     assert fastgan.Trainer is Trainer
-    trainer = fastgan.train("ring8" and "sngan", "ring8", out=tmp_path, steps=2, **{k: v for k, v in TINY.items()})
+    trainer = fastgan.train("sngan", "ring8", out=tmp_path, steps=2, **{k: v for k, v in TINY.items()})
     assert trainer.metrics["modes_total"] == 8
 
 

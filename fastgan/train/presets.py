@@ -37,8 +37,8 @@ class Config:
 
     algo: str = "wgan-gp"
     data: Any = "grid25"
-    steps: int = 2000  #: generator iterations
-    batch_size: int = 64
+    steps: int = 3000  #: generator iterations
+    batch_size: int = 256  #: the WGAN-GP toy code's batch (WGAN's preset: its paper's 64)
     n_critic: int = 5
     loss: str = "wgan"  #: critic loss name in ``fastgan.losses``
     g_loss: Optional[str] = None  #: generator loss name, when it differs (gan: "ns" / "minimax")
@@ -50,7 +50,7 @@ class Config:
     gp_weight: float = 0.0  #: lambda of the gradient penalty (0: none)
     spectral_norm: bool = False
     model: str = "auto"  #: "mlp", "dcgan", "sngan-cnn", "resnet"; auto: mlp for flat data, dcgan for images
-    width: int = 256
+    width: int = 128  #: hidden units (MLP) or base channels (CNNs: pass e.g. 64)
     depth: int = 3
     latent_dim: int = 0  #: 0: 2 for flat data, 100 for images
     critic_norm: str = "none"  #: DCGAN critic normalisation: batch, layer, none

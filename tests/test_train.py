@@ -213,8 +213,9 @@ def test_image_models_and_digits(tmp_path):
     with pytest.raises(ValueError, match="BatchNorm"):
         Trainer(_tiny("wgan-gp", data="digits32", critic_norm="batch", width=8))
     trainer = Trainer(_tiny("wgan-gp", data="digits32", critic_norm="layer", width=8, latent_dim=8, batch_size=4), out=tmp_path)
-    trainer.fit(steps=1)
+    metrics = trainer.fit(steps=1)
     assert (tmp_path / "samples.png").exists() and (tmp_path / "latent_traversal.png").exists()
+    assert 1 <= metrics["digits_inception_score"] <= 10 and metrics["digits_frechet_distance"] > 0
     assert trainer.sample(5).shape == (5, 1, 32, 32)
 
 

@@ -224,8 +224,9 @@ class Trainer:
             x_hat = interpolate(real, fake, eps, backend=cfg.backend).requires_grad_(True)
             m = n // cfg.pack  # scores per part: one per sample, or one per pack
             with self._autocast():
-                if self.distributed:
-                    # One forward over [real; fake; x_hat], one backward: what DDP's reducer expects.
+                if self.distributed or cfg.spectral_norm:
+                    # One forward over [real; fake; x_hat], one backward: what DDP's reducer
+                    # expects, and one power iteration per critic step under spectral norm.
                     scores = self.D_train(torch.cat([real, fake, x_hat])).to(self.dtype)
                     d_real, d_fake, d_hat = scores[:m], scores[m : 2 * m], scores[2 * m :]
                 else:
@@ -482,13 +483,18 @@ class Trainer:
             m = min(n, 2500)
             metrics["w1_to_data"] = exact_w1(fake[:m], self.data.sample(m, generator=g))
         elif self.data.name.startswith("digits") and fake.shape[1] == 1:
+            def as_digits(x: Tensor) -> Tensor:  # [-1, 1] at any size -> [0, 1] at 8x8
+                x = (x.float().clamp(-1, 1) + 1) / 2
+                if x.shape[-1] != 8:
+                    x = nn.functional.interpolate(x, size=(8, 8), mode="area")
+                return x.clamp(0, 1)
+
             try:
-                imgs = (fake.clamp(-1, 1) + 1) / 2 * 16
-                if imgs.shape[-1] != 8:
-                    imgs = nn.functional.interpolate(imgs, size=(8, 8), mode="bilinear", align_corners=False)
-                metrics["digits_inception_score"] = float(fastgan.metrics.digits_inception_score(imgs.squeeze(1))[0])
-            except Exception as e:  # the score is a bonus, never a reason to lose a run
-                metrics["digits_inception_score_error"] = str(e)
+                imgs, real = as_digits(fake), as_digits(self.data.sample(n, generator=g))
+                metrics["digits_inception_score"] = float(fastgan.metrics.digits_inception_score(imgs)[0])
+                metrics["digits_frechet_distance"] = float(fastgan.metrics.digits_frechet_distance(imgs, real))
+            except Exception as e:  # the scores are a bonus, never a reason to lose a run
+                metrics["digits_score_error"] = str(e)
         if self.w1_history["step"]:
             metrics["critic_estimate"] = self.w1_history["estimate"][-1]
             metrics["minibatch_w1"] = self.w1_history["w1"][-1]

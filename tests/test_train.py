@@ -72,6 +72,10 @@ def test_preset_defaults_match_the_papers():
         preset("wgan", learning_rate=1.0)
     with pytest.raises(ValueError, match="backend"):
         Trainer(_tiny("wgan", backend="fast"))
+    with pytest.raises(ValueError, match="n_critic"):
+        Trainer(_tiny("wgan", n_critic=0))
+    with pytest.raises(ValueError, match="sample_every"):
+        Trainer(_tiny("wgan", sample_every=-1))
 
 
 def test_sngan_normalises_every_critic_layer():

@@ -173,6 +173,10 @@ class Trainer:
             value = getattr(cfg, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "steps" else 1):
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+        for name in ("sample_every", "w1_every", "threads", "latent_dim", "seed"):
+            value = getattr(cfg, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
         if cfg.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"`optimizer` must be 'adam' or 'rmsprop', got {cfg.optimizer!r}")
         if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):

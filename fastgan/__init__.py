@@ -15,6 +15,8 @@ from fastgan.penalty import (
     penalty_from_gradients,
     wgan_gp_critic_loss,
 )
+from fastgan import train  # callable: fastgan.train(algo, data, ...) runs train.train
+from fastgan.train import Trainer
 
 __version__ = "0.1.0"
 
@@ -29,6 +31,8 @@ __all__ = [
     "ot",
     "penalty_from_gradients",
     "reference",
+    "train",
+    "Trainer",
     "wgan_gp_critic_loss",
     "__version__",
 ]

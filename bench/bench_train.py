@@ -1,0 +1,45 @@
+"""End-to-end training speed: one generator iteration on fastgan's kernels vs the references.
+
+One generator iteration = ``n_critic`` critic updates + one generator update of
+:class:`fastgan.train.Trainer`, with each preset's optimizer (the papers'
+defaults), on the 2-D MLPs (generator and critic 3 x 512 hidden units, batch 256,
+grid25 data). Contenders, from the same seed and weights:
+
+- ``fastgan``: ``backend="auto"``: fastgan's penalty, clipping, batched spectral
+  norm, fused activations;
+- ``reference``: ``backend="reference"``: the same loop on fastgan's pure-PyTorch
+  references (torch's spectral-norm parametrization, autograd penalty, clamp).
+
+    PYTHONPATH=. python -m pytest bench/bench_train.py -q
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import timed
+
+from fastgan.train import Trainer, preset
+
+ALGOS = {"gan": 10, "wgan": 6, "wgan-gp": 6, "sngan": 6}
+WIDTH, BATCH = 512, 256
+
+
+def make(algo: str, backend: str, device: torch.device) -> Trainer:
+    cfg = preset(algo, width=WIDTH, batch_size=BATCH, backend=backend, device=str(device), progress=False, seed=0)
+    return Trainer(cfg)
+
+
+@pytest.mark.parametrize("contender", ["fastgan", "reference"])
+@pytest.mark.parametrize("algo", list(ALGOS))
+def bench_generator_iteration(benchmark, bench_device, algo, contender):
+    trainer = make(algo, "auto" if contender == "fastgan" else "reference", bench_device)
+    benchmark.group = f"train / {algo} generator iteration / mlp 3x{WIDTH} batch {BATCH} ({bench_device.type})"
+    benchmark.extra_info["contender"] = contender
+
+    def iteration():
+        for _ in range(trainer.cfg.n_critic):
+            trainer._critic_step()
+        trainer._generator_step()
+
+    benchmark.pedantic(timed(iteration, bench_device), rounds=ALGOS[algo], warmup_rounds=2)

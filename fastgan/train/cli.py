@@ -1,0 +1,192 @@
+"""``fastgan train | sample | eval``: the command line of the training loops.
+
+Examples::
+
+    fastgan train --algo wgan-gp --data grid25 --out runs/wgan-gp-grid25
+    fastgan train --algo sngan --data ring8 --steps 3000 --out runs/sngan-ring8
+    fastgan train --algo wgan-gp --data grid25 --out runs/wgan-gp-grid25 --resume
+    fastgan sample --run runs/wgan-gp-grid25 -n 64 --out samples.png
+    fastgan eval --run runs/wgan-gp-grid25
+
+Under ``torchrun --nproc_per_node K -m fastgan train ...`` the processes join one
+group (gloo on the CPU, NCCL on GPUs) and split every batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+__all__ = ["main", "format_metrics"]
+
+
+def _betas(text: str) -> tuple[float, float]:
+    parts = text.split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"--betas must be two numbers 'b1,b2', got {text!r}")
+    return float(parts[0]), float(parts[1])
+
+
+def _parser() -> argparse.ArgumentParser:
+    from fastgan.train.presets import ALGOS
+
+    p = argparse.ArgumentParser(prog="fastgan", description="Train and evaluate GANs on fastgan's kernels.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one algorithm on one data set")
+    t.add_argument("--algo", default="wgan-gp", help=f"one of {', '.join(ALGOS)} (default wgan-gp)")
+    t.add_argument("--data", default="grid25", help="grid25, ring8, swissroll, digits, digits32 or an image folder")
+    t.add_argument("--out", default=None, help="run directory (default runs/<algo>-<data>)")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    knobs: list[tuple[str, Any, str]] = [
+        ("steps", int, "generator iterations"),
+        ("batch-size", int, "global batch size"),
+        ("n-critic", int, "critic updates per generator update"),
+        ("loss", str, "critic loss (fastgan.losses name)"),
+        ("g-loss", str, "generator loss when it differs (gan: ns or minimax)"),
+        ("optimizer", str, "adam or rmsprop"),
+        ("lr", float, "learning rate"),
+        ("lr-g", float, "generator learning rate"),
+        ("betas", _betas, "Adam betas 'b1,b2'"),
+        ("clip", float, "WGAN weight clipping c"),
+        ("gp-weight", float, "gradient penalty lambda"),
+        ("model", str, "mlp, dcgan, sngan-cnn, resnet"),
+        ("width", int, "model width"),
+        ("depth", int, "MLP hidden layers"),
+        ("latent-dim", int, "latent dimension"),
+        ("critic-norm", str, "DCGAN critic normalisation: batch, layer, none"),
+        ("pack", int, "PacGAN packing degree"),
+        ("ema", float, "EMA decay of the generator (0: off)"),
+        ("backend", str, "auto (fastgan kernels) or reference (pure PyTorch)"),
+        ("device", str, "cpu, cuda, cuda:1, ..."),
+        ("seed", int, "random seed"),
+        ("log-every", int, "steps between loss records"),
+        ("sample-every", int, "steps between sample plots (0: end only)"),
+        ("checkpoint-every", int, "steps between checkpoints"),
+        ("eval-samples", int, "samples for the final metrics"),
+        ("w1-every", int, "steps between critic-vs-exact-W_1 checks"),
+        ("threads", int, "torch threads (default: 1 for 2-D data, torch's default for images)"),
+        ("dtype", str, "float32 or float64"),
+    ]
+    for name, typ, help_ in knobs:
+        t.add_argument(f"--{name}", type=typ, default=None, help=help_)
+    for name, help_ in (("spectral-norm", "spectral norm on every critic layer"), ("sigmoid", "final sigmoid in the critic"),
+                        ("minibatch-std", "minibatch standard deviation feature"), ("bf16", "bf16 autocast (CUDA)")):
+        t.add_argument(f"--{name}", action="store_true", default=None, help=help_)
+
+    s = sub.add_parser("sample", help="plot samples of a trained run")
+    s.add_argument("--run", required=True, help="run directory (holds checkpoint.pt)")
+    s.add_argument("-n", type=int, default=2500, help="number of samples")
+    s.add_argument("--out", default=None, help="PNG path (default <run>/samples_cli.png); .pt saves the tensor")
+    s.add_argument("--seed", type=int, default=None)
+
+    e = sub.add_parser("eval", help="recompute the metrics of a trained run")
+    e.add_argument("--run", required=True, help="run directory (holds checkpoint.pt)")
+    e.add_argument("-n", type=int, default=None, help="number of samples")
+    return p
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The metrics as a two-column text table."""
+    rows = []
+    for key, value in metrics.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        rows.append((key, str(value)))
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 2 + max(len(v) for _, v in rows))
+    return "\n".join([line] + [f"{k.ljust(width)}  {v}" for k, v in rows] + [line])
+
+
+def _init_distributed() -> bool:
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend)
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    return True
+
+
+def _trainer_from_run(run: str):
+    from fastgan.train import checkpoint as ckpt
+    from fastgan.train.presets import Config
+    from fastgan.train.trainer import Trainer
+
+    path = Path(run) / "checkpoint.pt"
+    if not path.exists():
+        raise SystemExit(f"fastgan: no checkpoint at {path}")
+    state = ckpt.load(path)
+    cfg = dict(state["config"])
+    cfg["betas"] = tuple(cfg["betas"])
+    trainer = Trainer(Config(**cfg), out=run, progress=False)
+    trainer.load_state_dict(state)
+    return trainer
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``fastgan`` console script and ``python -m fastgan``."""
+    args = _parser().parse_args(argv)
+    if args.command == "train":
+        from fastgan.train.presets import preset
+        from fastgan.train.trainer import Trainer, TrainingDiverged
+
+        distributed = _init_distributed()
+        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "algo", "out", "resume", "no_progress") and v is not None}
+        if args.no_progress:
+            overrides["progress"] = False
+        if args.threads is None and str(args.data) in ("grid25", "ring8", "swissroll"):
+            overrides["threads"] = 1  # the 2-D MLPs are too small to split across threads
+        try:
+            cfg = preset(args.algo, **overrides)
+        except ValueError as e:
+            raise SystemExit(f"fastgan: {e}")
+        out = args.out or os.path.join("runs", f"{cfg.algo}-{Path(str(cfg.data)).name}")
+        trainer = Trainer(cfg, out=out)
+        try:
+            metrics = trainer.fit(resume=args.resume)
+        except TrainingDiverged as e:
+            print(f"fastgan: {e}", file=sys.stderr)
+            return 2
+        finally:
+            if distributed:
+                import torch.distributed as dist
+
+                dist.destroy_process_group()
+        if trainer.rank == 0:
+            print(format_metrics(metrics))
+            print(f"run directory: {out}")
+        return 0
+    trainer = _trainer_from_run(args.run)
+    if args.command == "sample":
+        out = args.out or os.path.join(args.run, "samples_cli.png")
+        if out.endswith(".pt"):
+            import torch
+
+            torch.save(trainer.sample(args.n, seed=args.seed), out)
+        elif trainer.image:
+            from fastgan.train import plots
+
+            plots.image_grid(trainer.sample(args.n, seed=args.seed), out)
+        else:
+            from fastgan.train import plots
+
+            plots.scatter(trainer.sample(args.n, seed=args.seed), trainer.data, out, title=f"{trainer.cfg.algo}, step {trainer.step}")
+        print(out)
+        return 0
+    metrics = trainer.evaluate(n=args.n)
+    print(format_metrics(metrics))
+    print(json.dumps(metrics))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

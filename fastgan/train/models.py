@@ -1,0 +1,298 @@
+"""Generators and critics for the training loops.
+
+* 2-D toys: :func:`mlp_generator`, :func:`mlp_critic`.
+* Images: DCGAN (Radford et al.; seed 003's architecture) for 32x32 and 64x64
+  (:func:`dcgan_generator`, :func:`dcgan_critic`; BatchNorm only where allowed),
+  SN-GAN's standard CNN (:func:`sngan_cnn_critic`, :func:`sngan_cnn_generator`) and a
+  small ResNet for 32x32 (:func:`resnet_generator`, :func:`resnet_critic`).
+
+Critics return one raw score per sample, shape (N,) (no sigmoid unless asked for:
+the losses work on logits).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "MinibatchStd",
+    "Pack",
+    "mlp_generator",
+    "mlp_critic",
+    "dcgan_generator",
+    "dcgan_critic",
+    "sngan_cnn_generator",
+    "sngan_cnn_critic",
+    "resnet_generator",
+    "resnet_critic",
+    "build_models",
+]
+
+
+class Flat(nn.Module):
+    """(N, 1) or (N, 1, 1, 1) scores -> (N,)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.reshape(x.shape[0])
+
+
+class MinibatchStd(nn.Module):
+    """Appends the batch's mean standard deviation as one extra feature (Karras et al., ProGAN).
+
+    Works on (N, F) features (adds one column) and (N, C, H, W) maps (adds one channel).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        std = x.float().std(dim=0, unbiased=False).mean().to(x.dtype) if x.shape[0] > 1 else x.new_zeros(())
+        extra = std.expand(x.shape[0], 1, *x.shape[2:])
+        return torch.cat([x, extra], dim=1)
+
+
+class Pack(nn.Module):
+    """PacGAN: the critic judges ``k`` samples at once, concatenated along features.
+
+    (N, ...) -> (N / k, k * first dim, ...); N must be a multiple of k. The scores
+    then are one per pack.
+    """
+
+    def __init__(self, k: int) -> None:
+        super().__init__()
+        self.k = int(k)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[0] % self.k:
+            raise ValueError(f"batch of {x.shape[0]} is not a multiple of `pack`={self.k}")
+        return x.reshape(x.shape[0] // self.k, self.k * x.shape[1], *x.shape[2:])
+
+
+def _act(name: str) -> nn.Module:
+    if name == "relu":
+        return nn.ReLU()
+    if name == "lrelu":
+        return nn.LeakyReLU(0.2)
+    if name == "tanh":
+        return nn.Tanh()
+    raise ValueError(f"unknown activation {name!r}: expected relu, lrelu or tanh")
+
+
+def mlp_generator(latent_dim: int = 2, out_features: int = 2, width: int = 256, depth: int = 3, act: str = "relu") -> nn.Sequential:
+    """An MLP generator: ``depth`` hidden layers of ``width`` units, linear output."""
+    layers: list[nn.Module] = []
+    d = latent_dim
+    for _ in range(depth):
+        layers += [nn.Linear(d, width), _act(act)]
+        d = width
+    layers.append(nn.Linear(d, out_features))
+    return nn.Sequential(*layers)
+
+
+def mlp_critic(
+    in_features: int = 2,
+    width: int = 256,
+    depth: int = 3,
+    act: str = "lrelu",
+    *,
+    sigmoid: bool = False,
+    pack: int = 1,
+    minibatch_std: bool = False,
+) -> nn.Sequential:
+    """An MLP critic with one score per sample (or per pack with ``pack`` > 1)."""
+    layers: list[nn.Module] = []
+    d = in_features
+    if pack > 1:
+        layers.append(Pack(pack))
+        d *= pack
+    for i in range(depth):
+        if minibatch_std and i == depth - 1:
+            layers.append(MinibatchStd())
+            d += 1
+        layers += [nn.Linear(d, width), _act(act)]
+        d = width
+    layers += [nn.Linear(d, 1), Flat()]
+    if sigmoid:
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+def _norm2d(kind: str, channels: int, size: int) -> list[nn.Module]:
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if kind == "layer":
+        return [nn.LayerNorm([channels, size, size])]
+    if kind == "none":
+        return []
+    raise ValueError(f"unknown normalisation {kind!r}: expected batch, layer or none")
+
+
+def dcgan_generator(latent_dim: int = 100, size: int = 32, channels: int = 3, width: int = 64) -> nn.Sequential:
+    """DCGAN generator: ConvTranspose 4x4 stride 2 + BatchNorm + ReLU, tanh output; 32x32 or 64x64."""
+    if size not in (32, 64):
+        raise ValueError(f"`size` must be 32 or 64, got {size!r}")
+    n_up = int(math.log2(size)) - 3  # from 4x4
+    c = width * 2**n_up
+    layers: list[nn.Module] = [
+        nn.Unflatten(1, (latent_dim, 1, 1)),
+        nn.ConvTranspose2d(latent_dim, c, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(c),
+        nn.ReLU(True),
+    ]
+    for _ in range(n_up):
+        layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+        c //= 2
+    layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
+    return nn.Sequential(*layers)
+
+
+def dcgan_critic(
+    size: int = 32, channels: int = 3, width: int = 64, *, norm: str = "batch", sigmoid: bool = False, minibatch_std: bool = False
+) -> nn.Sequential:
+    """DCGAN discriminator (seed 003): Conv 4x4 stride 2 + norm + LeakyReLU 0.2, 4x4 conv to one score.
+
+    ``norm``: "batch" (DCGAN), "layer" or "none" (gradient-penalty critics must not use
+    BatchNorm); ``sigmoid``: the original DCGAN's final sigmoid (off for losses on logits).
+    """
+    if size not in (32, 64):
+        raise ValueError(f"`size` must be 32 or 64, got {size!r}")
+    n_down = int(math.log2(size)) - 2
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    c, s = width, size // 2
+    for _ in range(n_down - 1):
+        layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm == "none"), *_norm2d(norm, 2 * c, s // 2), nn.LeakyReLU(0.2, True)]
+        c, s = 2 * c, s // 2
+    if minibatch_std:
+        layers.append(MinibatchStd())
+        c += 1
+    layers += [nn.Conv2d(c, 1, 4, 1, 0), Flat()]
+    if sigmoid:
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
+
+
+def sngan_cnn_generator(latent_dim: int = 128, channels: int = 3) -> nn.Sequential:
+    """SN-GAN's standard CNN generator for 32x32 (Miyato et al., Table 3a)."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, 4 * 4 * 512),
+        nn.Unflatten(1, (512, 4, 4)),
+        nn.ConvTranspose2d(512, 256, 4, 2, 1), nn.BatchNorm2d(256), nn.ReLU(True),
+        nn.ConvTranspose2d(256, 128, 4, 2, 1), nn.BatchNorm2d(128), nn.ReLU(True),
+        nn.ConvTranspose2d(128, 64, 4, 2, 1), nn.BatchNorm2d(64), nn.ReLU(True),
+        nn.Conv2d(64, channels, 3, 1, 1), nn.Tanh(),
+    )
+
+
+def sngan_cnn_critic(channels: int = 3, width: int = 64) -> nn.Sequential:
+    """SN-GAN's standard CNN critic for 32x32 (Miyato et al., Table 3b), LeakyReLU 0.1."""
+    w = width
+    spec = [(channels, w, 3, 1), (w, w, 4, 2), (w, 2 * w, 3, 1), (2 * w, 2 * w, 4, 2),
+            (2 * w, 4 * w, 3, 1), (4 * w, 4 * w, 4, 2), (4 * w, 8 * w, 3, 1)]
+    layers: list[nn.Module] = []
+    for c_in, c_out, k, stride in spec:
+        layers += [nn.Conv2d(c_in, c_out, k, stride, 1), nn.LeakyReLU(0.1)]
+    layers += [nn.Flatten(), nn.Linear(4 * 4 * 8 * w, 1), Flat()]
+    return nn.Sequential(*layers)
+
+
+class _ResBlock(nn.Module):
+    """Pre-activation residual block, optional up- (generator) or down-sampling (critic)."""
+
+    def __init__(self, c_in: int, c_out: int, *, up: bool = False, down: bool = False, bn: bool = False) -> None:
+        super().__init__()
+        self.up, self.down = up, down
+        self.bn1 = nn.BatchNorm2d(c_in) if bn else nn.Identity()
+        self.bn2 = nn.BatchNorm2d(c_out) if bn else nn.Identity()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, 1, 1)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if (c_in != c_out or up or down) else nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.act(self.bn1(x))
+        s = x
+        if self.up:
+            h = nn.functional.interpolate(h, scale_factor=2)
+            s = nn.functional.interpolate(s, scale_factor=2)
+        h = self.conv2(self.act(self.bn2(self.conv1(h))))
+        s = self.skip(s)
+        if self.down:
+            h = nn.functional.avg_pool2d(h, 2)
+            s = nn.functional.avg_pool2d(s, 2)
+        return h + s
+
+
+def resnet_generator(latent_dim: int = 128, channels: int = 3, width: int = 128) -> nn.Sequential:
+    """A small ResNet generator for 32x32 (SN-GAN's CIFAR ResNet, three up-blocks)."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, 4 * 4 * width),
+        nn.Unflatten(1, (width, 4, 4)),
+        _ResBlock(width, width, up=True, bn=True),
+        _ResBlock(width, width, up=True, bn=True),
+        _ResBlock(width, width, up=True, bn=True),
+        nn.BatchNorm2d(width), nn.ReLU(), nn.Conv2d(width, channels, 3, 1, 1), nn.Tanh(),
+    )
+
+
+def resnet_critic(channels: int = 3, width: int = 128) -> nn.Sequential:
+    """A small ResNet critic for 32x32 (two down-blocks, two plain blocks, global sum pooling)."""
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 3, 1, 1),
+        _ResBlock(width, width, down=True),
+        _ResBlock(width, width, down=True),
+        _ResBlock(width, width),
+        _ResBlock(width, width),
+        nn.ReLU(),
+        _SumPool(),
+        nn.Linear(width, 1),
+        Flat(),
+    )
+
+
+class _SumPool(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sum(dim=(2, 3))
+
+
+MODEL_NAMES = ("mlp", "dcgan", "sngan-cnn", "resnet")
+
+
+def build_models(
+    model: str,
+    shape: tuple[int, ...],
+    *,
+    latent_dim: int,
+    width: int,
+    depth: int = 3,
+    critic_norm: str = "none",
+    sigmoid: bool = False,
+    pack: int = 1,
+    minibatch_std: bool = False,
+) -> tuple[nn.Module, nn.Module]:
+    """(generator, critic) of architecture ``model`` for samples of ``shape``.
+
+    The generator maps (N, latent_dim) to (N, *shape). ``pack`` and ``minibatch_std``
+    are available on the MLP and DCGAN critics.
+    """
+    if model == "mlp":
+        if len(shape) != 1:
+            raise ValueError(f"the mlp models take flat samples, got sample shape {shape}")
+        return (
+            mlp_generator(latent_dim, shape[0], width, depth),
+            mlp_critic(shape[0], width, depth, sigmoid=sigmoid, pack=pack, minibatch_std=minibatch_std),
+        )
+    if len(shape) != 3 or shape[1] != shape[2]:
+        raise ValueError(f"model {model!r} takes square (C, H, W) images, got sample shape {shape}")
+    c, size = shape[0], shape[1]
+    if model == "dcgan":
+        critic = dcgan_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std)
+        if pack > 1:
+            critic = nn.Sequential(Pack(pack), dcgan_critic(size, c * pack, width, norm=critic_norm, sigmoid=sigmoid))
+        return dcgan_generator(latent_dim, size, c, width), critic
+    if size != 32:
+        raise ValueError(f"model {model!r} is for 32x32 images, got {size}x{size}")
+    if model == "sngan-cnn":
+        return sngan_cnn_generator(latent_dim, c), sngan_cnn_critic(c, width)
+    if model == "resnet":
+        return resnet_generator(latent_dim, c, width), resnet_critic(c, width)
+    raise ValueError(f"unknown `model`={model!r}; expected one of {', '.join(MODEL_NAMES)}")

@@ -1,0 +1,550 @@
+"""The training loop: GAN, WGAN, WGAN-GP, SN-GAN, LSGAN and f-GAN on fastgan's kernels.
+
+One :class:`Trainer` runs every algorithm of :mod:`fastgan.train.presets`:
+``n_critic`` critic updates (loss from :mod:`fastgan.losses`, plus fastgan's
+gradient penalty, weight clipping or spectral norm), then one generator update.
+Checkpoints, resume, metrics, plots and multi-process training are handled here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+import fastgan
+from fastgan import losses
+from fastgan.penalty import interpolate, penalty_from_gradients
+from fastgan.train import checkpoint as ckpt
+from fastgan.train.data import DataSource, MixtureData, make_data
+from fastgan.train.models import build_models
+from fastgan.train.presets import Config, preset
+
+__all__ = ["Trainer", "TrainingDiverged", "train", "exact_w1"]
+
+BACKENDS = ("auto", "reference")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def exact_w1(x: Tensor, y: Tensor) -> float:
+    """Exact W_1 between two equal-size uniform point sets (fastgan's exact assignment / n)."""
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"`x` and `y` must hold as many points, got {x.shape[0]} and {y.shape[0]}")
+    cost = torch.cdist(x.reshape(x.shape[0], -1).double().cpu(), y.reshape(y.shape[0], -1).double().cpu())
+    return float(fastgan.ot.linear_sum_assignment(cost).cost) / x.shape[0]
+
+
+def _has_batchnorm(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def _finite(name: str, value: Tensor, step: int) -> None:
+    if not bool(torch.isfinite(value).all()):
+        raise TrainingDiverged(
+            f"the {name} became {float(value)} at generator step {step}: training stopped; "
+            "the last good checkpoint is kept (lower the learning rate or check the data)"
+        )
+
+
+class Trainer:
+    """Trains a generator against a critic with one of the presets.
+
+    Args:
+        config: a :class:`Config` (default: ``preset(algo)``).
+        algo: preset name when ``config`` is not given.
+        out: run directory for checkpoints, plots and metrics (None: nothing written).
+        data: overrides ``config.data``: a name, an image directory, a Dataset, a tensor
+            or a :class:`~fastgan.train.data.DataSource`.
+        generator, critic: models to use instead of the built-in ones.
+        **overrides: any :class:`Config` field.
+
+    In a process group (``torch.distributed`` initialised, e.g. by torchrun) each of the
+    W processes computes ``batch_size / W`` samples of the same global batch and the
+    models are wrapped in DistributedDataParallel; rank 0 writes the files.
+    """
+
+    def __init__(
+        self,
+        config: Optional[Config] = None,
+        *,
+        algo: Optional[str] = None,
+        out: Optional[str | os.PathLike] = None,
+        data: Any = None,
+        generator: Optional[nn.Module] = None,
+        critic: Optional[nn.Module] = None,
+        **overrides: Any,
+    ) -> None:
+        if config is None:
+            config = preset(algo or "wgan-gp")
+        elif not isinstance(config, Config):
+            raise TypeError(f"`config` must be a Config, got {type(config).__name__}")
+        if data is not None:
+            overrides["data"] = data
+        cfg = config.replace(**overrides) if overrides else config
+        self._check(cfg)
+        self.cfg = cfg
+        self.out = Path(out) if out is not None else None
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = torch.device(cfg.device)
+        self.dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
+        self.distributed = dist.is_available() and dist.is_initialized()
+        self.rank = dist.get_rank() if self.distributed else 0
+        self.world = dist.get_world_size() if self.distributed else 1
+        if cfg.batch_size % self.world:
+            raise ValueError(f"`batch_size`={cfg.batch_size} must be a multiple of the {self.world} processes")
+        self.local_batch = cfg.batch_size // self.world
+        if cfg.pack > 1 and self.local_batch % cfg.pack:
+            raise ValueError(f"the per-process batch {self.local_batch} must be a multiple of `pack`={cfg.pack}")
+
+        torch.manual_seed(cfg.seed)
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        self.data: DataSource = make_data(cfg.data, seed=cfg.seed)
+        shape = tuple(self.data.shape)
+        self.image = len(shape) == 3
+        self.latent_dim = cfg.latent_dim or (100 if self.image else 2)
+        model = cfg.model if cfg.model != "auto" else ("dcgan" if self.image else "mlp")
+        if generator is None or critic is None:
+            g_built, d_built = build_models(
+                model,
+                shape,
+                latent_dim=self.latent_dim,
+                width=cfg.width,
+                depth=cfg.depth,
+                critic_norm=cfg.critic_norm,
+                sigmoid=cfg.sigmoid,
+                pack=cfg.pack,
+                minibatch_std=cfg.minibatch_std,
+            )
+            generator = generator if generator is not None else g_built
+            critic = critic if critic is not None else d_built
+        if cfg.gp_weight > 0 and _has_batchnorm(critic):
+            raise ValueError("a gradient-penalty critic must not use BatchNorm (use `critic_norm`='layer' or 'none')")
+        if cfg.spectral_norm:
+            critic = fastgan.nn.spectral_norm_all(critic, backend=cfg.backend)
+        if cfg.backend == "auto" and cfg.gp_weight > 0 and not cfg.spectral_norm:
+            # Fused activations pay off in the penalty's double backward; without a
+            # penalty torch's own activations are as fast.
+            critic = fastgan.nn.fuse_activations_(critic)
+        self.G = generator.to(self.device, self.dtype)
+        self.D = critic.to(self.device, self.dtype)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema > 0 else None
+        if self.distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train: nn.Module = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            self.D_train: nn.Module = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+        else:
+            self.G_train, self.D_train = self.G, self.D
+        self.opt_D = self._optimizer(self.D.parameters(), cfg.lr)
+        self.opt_G = self._optimizer(self.G.parameters(), cfg.lr_g or cfg.lr)
+        self.critic_loss = losses.get(cfg.loss)
+        self.generator_loss = losses.get(cfg.g_loss) if cfg.g_loss else self.critic_loss
+        self.latent_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.penalty_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self.step = 0
+        self.history: dict[str, list[float]] = {k: [] for k in ("step", "d_loss", "g_loss", "wasserstein", "penalty")}
+        self.w1_history: dict[str, list[float]] = {
+            "step": [], "estimate": [], "w1": [], "grad_norm_mean": [], "modes": [], "high_quality_pct": [], "wall_s": []
+        }
+        self.elapsed = 0.0
+        self.metrics: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ set-up
+
+    @staticmethod
+    def _check(cfg: Config) -> None:
+        if cfg.backend not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}, got {cfg.backend!r}")
+        for name in ("steps", "batch_size", "n_critic", "width", "depth", "pack", "eval_samples", "log_every", "checkpoint_every"):
+            value = getattr(cfg, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "steps" else 1):
+                raise ValueError(f"`{name}` must be a positive int, got {value!r}")
+        for name in ("sample_every", "w1_every", "threads", "latent_dim", "seed"):
+            value = getattr(cfg, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
+        if cfg.optimizer not in ("adam", "rmsprop"):
+            raise ValueError(f"`optimizer` must be 'adam' or 'rmsprop', got {cfg.optimizer!r}")
+        if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):
+            raise ValueError(f"`lr` must be > 0, got {cfg.lr!r}")
+        if cfg.clip is not None and not cfg.clip > 0:
+            raise ValueError(f"`clip` must be > 0 or None, got {cfg.clip!r}")
+        if cfg.dtype not in ("float32", "float64"):
+            raise ValueError(f"`dtype` must be 'float32' or 'float64', got {cfg.dtype!r}")
+        if cfg.gp_weight < 0:
+            raise ValueError(f"`gp_weight` must be >= 0, got {cfg.gp_weight!r}")
+        if not 0 <= cfg.ema < 1:
+            raise ValueError(f"`ema` must be in [0, 1), got {cfg.ema!r}")
+        if cfg.bf16 and not str(cfg.device).startswith("cuda"):
+            raise ValueError("`bf16` autocast is for CUDA devices (`device`='cuda')")
+
+    def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
+        if self.cfg.optimizer == "rmsprop":
+            return torch.optim.RMSprop(params, lr=lr)
+        b1, b2 = self.cfg.betas
+        return torch.optim.Adam(params, lr=lr, betas=(float(b1), float(b2)))
+
+    # ------------------------------------------------------------------ batches
+
+    def _local(self, t: Tensor) -> Tensor:
+        """This process's slice of a global batch."""
+        return t[self.rank * self.local_batch : (self.rank + 1) * self.local_batch].to(self.device, self.dtype)
+
+    def _real(self) -> Tensor:
+        return self._local(self.data.sample(self.cfg.batch_size))
+
+    def _latent(self) -> Tensor:
+        return self._local(torch.randn(self.cfg.batch_size, self.latent_dim, generator=self.latent_gen))
+
+    def _autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.bf16)
+
+    # ------------------------------------------------------------------ steps
+
+    def _critic_step(self) -> tuple[Tensor, Tensor, Tensor]:
+        cfg = self.cfg
+        real = self._real()
+        z = self._latent()
+        with torch.no_grad(), self._autocast():
+            fake = self.G(z).to(self.dtype)
+        n = real.shape[0]
+        penalty = torch.zeros((), device=self.device, dtype=self.dtype)
+        if cfg.gp_weight > 0:
+            eps = self._local(torch.rand(cfg.batch_size, generator=self.penalty_gen))
+            x_hat = interpolate(real, fake, eps, backend=cfg.backend).requires_grad_(True)
+            m = n // cfg.pack  # scores per part: one per sample, or one per pack
+            with self._autocast():
+                if self.distributed or cfg.spectral_norm:
+                    # One forward over [real; fake; x_hat], one backward: what DDP's reducer
+                    # expects, and one power iteration per critic step under spectral norm.
+                    scores = self.D_train(torch.cat([real, fake, x_hat])).to(self.dtype)
+                    d_real, d_fake, d_hat = scores[:m], scores[m : 2 * m], scores[2 * m :]
+                else:
+                    # [real; fake] then x_hat: the double backward runs over B rows, not 3B
+                    # (fastgan.wgan_gp_critic_loss's "pair" arrangement, its fastest for MLPs).
+                    scores = self.D_train(torch.cat([real, fake])).to(self.dtype)
+                    d_real, d_fake = scores[:m], scores[m:]
+                    d_hat = self.D_train(x_hat).to(self.dtype)
+            (grads,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+            grads = grads.to(self.dtype).reshape(m, -1)  # one gradient per pack; penalty in float32 (or 64)
+            penalty = cfg.gp_weight * penalty_from_gradients(grads, backend=cfg.backend)
+        else:
+            with self._autocast():
+                if _has_batchnorm(self.D) and not self.distributed:
+                    d_real, d_fake = self.D_train(real).to(self.dtype), self.D_train(fake).to(self.dtype)
+                else:
+                    scores = self.D_train(torch.cat([real, fake])).to(self.dtype)
+                    m = scores.shape[0] // 2
+                    d_real, d_fake = scores[:m], scores[m:]
+        loss = self.critic_loss.critic(d_real, d_fake) + penalty
+        _finite("critic loss", loss.detach(), self.step)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_D.step()
+        if cfg.clip is not None:
+            fastgan.clip_parameters_(self.D, cfg.clip, backend=cfg.backend)
+        return loss.detach(), (d_real.mean() - d_fake.mean()).detach(), penalty.detach()
+
+    def _generator_step(self) -> Tensor:
+        z = self._latent()
+        real_out = None
+        self.D.requires_grad_(False)
+        try:
+            with self._autocast():
+                fake_out = self.D(self.G_train(z)).to(self.dtype)
+                if self.generator_loss.generator_needs_real:
+                    with torch.no_grad():
+                        real_out = self.D(self._real()).to(self.dtype)
+            loss = self.generator_loss.generator(fake_out, real_out)
+            _finite("generator loss", loss.detach(), self.step)
+            self.opt_G.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_G.step()
+        finally:
+            self.D.requires_grad_(True)
+        if self.G_ema is not None:
+            with torch.no_grad():
+                for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                    p_ema.lerp_(p, 1.0 - self.cfg.ema)
+                for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
+                    b_ema.copy_(b)
+        return loss.detach()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as tensors and primitive containers."""
+        state: dict[str, Any] = {
+            "step": self.step,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "data": self.data.state_dict(),
+            "latent_gen": self.latent_gen.get_state(),
+            "penalty_gen": self.penalty_gen.get_state(),
+            "rng": ckpt.capture_rng(),
+            "history": self.history,
+            "w1_history": self.w1_history,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+        }
+        if self.G_ema is not None:
+            state["G_ema"] = self.G_ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict` (models, optimizers, every RNG, history)."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.data.load_state_dict(state["data"])
+        self.latent_gen.set_state(state["latent_gen"])
+        self.penalty_gen.set_state(state["penalty_gen"])
+        ckpt.restore_rng(state["rng"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.w1_history = {k: list(v) for k, v in state["w1_history"].items()}
+        self.elapsed = float(state.get("elapsed", 0.0))
+        if self.G_ema is not None and "G_ema" in state:
+            self.G_ema.load_state_dict(state["G_ema"])
+        self.step = int(state["step"])
+
+    @property
+    def checkpoint_path(self) -> Optional[Path]:
+        """``out/checkpoint.pt`` (None without a run directory)."""
+        return self.out / "checkpoint.pt" if self.out is not None else None
+
+    def save_checkpoint(self, path: Optional[str | os.PathLike] = None) -> Optional[Path]:
+        """Writes :meth:`state_dict` atomically (rank 0 only); returns the path."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or self.rank != 0:
+            return None
+        ckpt.save_atomic(self.state_dict(), path)
+        return path
+
+    def resume(self, path: Optional[str | os.PathLike] = None) -> bool:
+        """Loads ``path`` (default ``out/checkpoint.pt``) if it exists; returns whether it did."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        self.load_state_dict(ckpt.load(path, map_location=self.device))
+        return True
+
+    # ------------------------------------------------------------------ the loop
+
+    def _eval_generator(self, step: int) -> torch.Generator:
+        # Diagnostics draw from their own stream, so they never shift the training's.
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step + 17)
+
+    def _w1_check(self) -> None:
+        g = self._eval_generator(self.step)
+        n = self.cfg.w1_batch
+        real = self.data.sample(n, generator=g).to(self.device, self.dtype)
+        with torch.no_grad():
+            fake = self.G(torch.randn(n, self.latent_dim, generator=g).to(self.device, self.dtype)).to(self.dtype)
+        was_training = self.D.training
+        self.D.eval()
+        try:
+            if self.cfg.pack > 1:
+                est = {"estimate": float(self.D(real).mean() - self.D(fake).mean()), "grad_norm_mean": math.nan}
+                est["w1"] = exact_w1(real, fake)
+            else:
+                est = fastgan.metrics.critic_estimate(self.D, real, fake, w1=exact_w1, generator=g)
+        finally:
+            self.D.train(was_training)
+        self.w1_history["step"].append(self.step)
+        for key in ("estimate", "w1", "grad_norm_mean"):
+            self.w1_history[key].append(float(est[key]))
+        modes, hq = math.nan, math.nan
+        if isinstance(self.data, MixtureData):
+            with torch.no_grad():
+                z = torch.randn(self.cfg.eval_samples, self.latent_dim, generator=g).to(self.device, self.dtype)
+                mm = fastgan.metrics.mode_metrics(self.sampler()(z).float().cpu(), self.data.centres, self.data.sigma)
+            modes, hq = mm["modes_covered"], 100.0 * mm["high_quality_fraction"]
+        self.w1_history["modes"].append(modes)
+        self.w1_history["high_quality_pct"].append(hq)
+        self.w1_history["wall_s"].append(self.elapsed)
+
+    def fit(self, steps: Optional[int] = None, *, resume: bool = False, progress: Optional[bool] = None) -> dict[str, Any]:
+        """Trains up to generator step ``steps`` (default ``config.steps``), then evaluates.
+
+        With ``resume``, continues from ``out/checkpoint.pt`` when it exists. Returns the
+        metrics (also written to ``out/metrics.json``).
+        """
+        cfg = self.cfg
+        total = cfg.steps if steps is None else int(steps)
+        if resume:
+            self.resume()
+        show = (cfg.progress if progress is None else progress) and self.rank == 0
+        w1_every = cfg.w1_every or 4 * cfg.log_every
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total, initial=self.step, desc=f"{cfg.algo} {self.data.name}", dynamic_ncols=True)
+        self.G.train()
+        self.D.train()
+        start = time.perf_counter()
+        start_elapsed = self.elapsed
+        d_sum = w_sum = p_sum = None
+        d_count = 0
+        try:
+            while self.step < total:
+                for _ in range(cfg.n_critic):
+                    d_loss, w_est, pen = self._critic_step()
+                    d_sum = d_loss if d_sum is None else d_sum + d_loss
+                    w_sum = w_est if w_sum is None else w_sum + w_est
+                    p_sum = pen if p_sum is None else p_sum + pen
+                    d_count += 1
+                g_loss = self._generator_step()
+                self.step += 1
+                self.elapsed = start_elapsed + time.perf_counter() - start
+                if self.step % cfg.log_every == 0 or self.step == total:
+                    record = {
+                        "d_loss": float(d_sum) / d_count,
+                        "g_loss": float(g_loss),
+                        "wasserstein": float(w_sum) / d_count,
+                        "penalty": float(p_sum) / d_count,
+                    }
+                    d_sum = w_sum = p_sum = None
+                    d_count = 0
+                    self.history["step"].append(self.step)
+                    for k, v in record.items():
+                        self.history[k].append(v)
+                    if bar is not None:
+                        bar.set_postfix(D=f"{record['d_loss']:.3f}", G=f"{record['g_loss']:.3f}", W=f"{record['wasserstein']:.3f}")
+                if self.rank == 0 and self.out is not None and (self.step % w1_every == 0 or self.step == total):
+                    self._w1_check()
+                    if bar is not None and isinstance(self.data, MixtureData):
+                        bar.set_postfix(D=f"{self.history['d_loss'][-1]:.3f}" if self.history["d_loss"] else "-",
+                                        W=f"{self.w1_history['estimate'][-1]:.3f}", W1=f"{self.w1_history['w1'][-1]:.3f}",
+                                        modes=self.w1_history["modes"][-1], HQ=f"{self.w1_history['high_quality_pct'][-1]:.1f}%")
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.rank == 0 and self.out is not None:
+                    self.plot_samples(self.out / f"samples_{self.step:06d}.png")
+                if self.step % cfg.checkpoint_every == 0 or self.step == total:
+                    self.save_checkpoint()
+                    if self.rank == 0 and self.out is not None:
+                        self._write_history()
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.evaluate(write=True)
+
+    # ------------------------------------------------------------------ sampling and metrics
+
+    def sampler(self) -> nn.Module:
+        """The generator used for samples (the EMA copy when enabled)."""
+        return self.G_ema if self.G_ema is not None else self.G
+
+    @torch.no_grad()
+    def sample(self, n: int, *, seed: Optional[int] = None) -> Tensor:
+        """``n`` generated samples on the CPU (eval mode; from ``seed`` or the run's seed)."""
+        g = torch.Generator().manual_seed(self.cfg.seed + 99 if seed is None else seed)
+        model = self.sampler()
+        was_training = model.training
+        model.eval()
+        try:
+            z = torch.randn(n, self.latent_dim, generator=g).to(self.device, self.dtype)
+            return model(z).float().cpu()
+        finally:
+            model.train(was_training)
+
+    def evaluate(self, *, write: bool = False, n: Optional[int] = None) -> dict[str, Any]:
+        """Final metrics: modes covered, high-quality %, reverse KL (Gaussian mixtures), W_1 to data.
+
+        W_1 is exact between ``n`` generated and ``n`` data samples (at most 2,500 points:
+        an exact assignment). With ``write`` (rank 0, ``out`` set) also writes
+        metrics.json and the plots.
+        """
+        n = n or self.cfg.eval_samples
+        fake = self.sample(n)
+        g = self._eval_generator(-1)
+        metrics: dict[str, Any] = {"algo": self.cfg.algo, "data": self.data.name, "steps": self.step, "backend": self.cfg.backend}
+        if isinstance(self.data, MixtureData):
+            mm = fastgan.metrics.mode_metrics(fake, self.data.centres, self.data.sigma)
+            metrics["modes_covered"] = mm["modes_covered"]
+            metrics["modes_total"] = int(self.data.centres.shape[0])
+            metrics["high_quality_pct"] = 100.0 * mm["high_quality_fraction"]
+            metrics["reverse_kl"] = mm["reverse_kl"]
+        if not self.image:
+            m = min(n, 2500)
+            metrics["w1_to_data"] = exact_w1(fake[:m], self.data.sample(m, generator=g))
+        elif self.data.name.startswith("digits") and fake.shape[1] == 1:
+            def as_digits(x: Tensor) -> Tensor:  # [-1, 1] at any size -> [0, 1] at 8x8
+                x = (x.float().clamp(-1, 1) + 1) / 2
+                if x.shape[-1] != 8:
+                    x = nn.functional.interpolate(x, size=(8, 8), mode="area")
+                return x.clamp(0, 1)
+
+            try:
+                imgs, real = as_digits(fake), as_digits(self.data.sample(n, generator=g))
+                metrics["digits_inception_score"] = float(fastgan.metrics.digits_inception_score(imgs)[0])
+                metrics["digits_frechet_distance"] = float(fastgan.metrics.digits_frechet_distance(imgs, real))
+            except Exception as e:  # the scores are a bonus, never a reason to lose a run
+                metrics["digits_score_error"] = str(e)
+        if self.w1_history["step"]:
+            metrics["critic_estimate"] = self.w1_history["estimate"][-1]
+            metrics["minibatch_w1"] = self.w1_history["w1"][-1]
+        metrics["wall_time_s"] = self.elapsed
+        self.metrics = metrics
+        if write and self.rank == 0 and self.out is not None:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+            (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2, default=str) + "\n")
+            self._write_history()
+            self.plot_all()
+        return metrics
+
+    def _write_history(self) -> None:
+        assert self.out is not None
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "history.json").write_text(json.dumps({"losses": self.history, "w1": self.w1_history}) + "\n")
+
+    # ------------------------------------------------------------------ plots
+
+    def plot_samples(self, path: str | os.PathLike) -> None:
+        """Scatter over the true density (2-D) or an image grid."""
+        from fastgan.train import plots
+
+        if self.image:
+            plots.image_grid(self.sample(64), path)
+        else:
+            plots.scatter(self.sample(self.cfg.eval_samples), self.data, path, title=f"{self.cfg.algo}, step {self.step}")
+
+    def plot_all(self) -> None:
+        """Samples, loss curves, critic estimate vs exact W_1, latent traversals into ``out``."""
+        from fastgan.train import plots
+
+        assert self.out is not None
+        self.plot_samples(self.out / "samples.png")
+        plots.loss_curves(self.history, self.out / "losses.png")
+        if self.w1_history["step"]:
+            plots.w1_curves(self.w1_history, self.out / "critic_vs_w1.png")
+        plots.latent_grids(self.sampler(), self.latent_dim, self.image, self.out, device=self.device, data=self.data)
+
+
+def train(algo: str = "wgan-gp", data: Any = "grid25", *, out: Optional[str | os.PathLike] = None, resume: bool = False, **overrides: Any) -> Trainer:
+    """Builds a :class:`Trainer` for ``algo`` on ``data`` with the paper defaults and ``overrides``, and trains it.
+
+    Returns the trainer (``trainer.metrics`` holds the final metrics).
+    """
+    trainer = Trainer(preset(algo, data=data, **overrides), out=out)
+    trainer.fit(resume=resume)
+    return trainer

@@ -18,7 +18,6 @@ from fastgan.train import checkpoint as ckpt
 from fastgan.train.data import TensorData, grid25, make_data, ring8, swiss_roll
 from fastgan.train.models import build_models
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=16, depth=2, batch_size=16, log_every=1, checkpoint_every=1, eval_samples=200, w1_batch=32, progress=False)
 
 
@@ -262,8 +261,14 @@ def test_python_api_is_exported(tmp_path):
 
 
 def _env() -> dict[str, str]:
+    """The environment of a child process that imports the fastgan this session tests.
+
+    Children also run from a temporary directory: the source tree's own
+    ``fastgan/`` (without the compiled library, in a regular install) must not
+    shadow the installed package.
+    """
     env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONPATH"] = str(Path(fastgan.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     env["OMP_NUM_THREADS"] = "1"
     return env
 
@@ -272,7 +277,7 @@ def test_cli_train_sample_eval(tmp_path, capsys):
     run = tmp_path / "run"
     common = ["--steps", "2", "--width", "16", "--batch-size", "16", "--eval-samples", "200", "--no-progress"]
     done = subprocess.run([sys.executable, "-m", "fastgan", "train", "--algo", "wgan-gp", "--data", "ring8", "--out", str(run), *common],
-                          capture_output=True, text=True, env=_env(), timeout=300)
+                          capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "modes_covered" in done.stdout and "high_quality_pct" in done.stdout
     assert json.loads((run / "metrics.json").read_text())["steps"] == 2
@@ -301,7 +306,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     args = ["--algo", algo, "--gp-weight", "10", "--data", "grid25", "--steps", "3", "--width", "16", "--depth", "2", "--batch-size", "16",
             "--eval-samples", "100", "--no-progress", "--threads", "1", "--dtype", "float64", "--out", str(tmp_path / "ddp")]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "fastgan", "train", *args]
-    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=_env(), cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     two = ckpt.load(tmp_path / "ddp" / "checkpoint.pt")
     one = Trainer(preset(algo, gp_weight=10.0, steps=3, width=16, depth=2, batch_size=16, eval_samples=100, progress=False, dtype="float64"))

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -86,11 +87,15 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
 
 
 @pytest.fixture(scope="module")
-def compiled() -> dict[str, dict[str, str]]:
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, str]]:
+    import fastgan
+
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    # The fastgan under test, not the source tree's (run from a temporary directory).
+    env["PYTHONPATH"] = str(Path(fastgan.__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
     done = subprocess.run(
         [sys.executable, "-c", _COMPILE], input=json.dumps(_specs()),
-        capture_output=True, text=True, env=env, timeout=1200,
+        capture_output=True, text=True, env=env, cwd=tmp_path_factory.mktemp("triton"), timeout=1200,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])

@@ -35,7 +35,7 @@ import torch
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
-from fastgan.ot.one_d import _mass_tolerance
+from fastgan.ot._checks import mass_tolerance
 
 __all__ = ["emd", "emd2", "wasserstein"]
 
@@ -85,10 +85,10 @@ def _check_masses(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, count: i
     if bool((mass_a <= 0).any()) or bool((mass_b <= 0).any()):
         raise ValueError("`a` or `b` has zero total mass")
     gap = ((mass_a - mass_b).abs() / torch.maximum(mass_a, mass_b)).max()
-    if float(gap) > _mass_tolerance(dtype, count):
+    if float(gap) > mass_tolerance(dtype, count):
         raise ValueError(
             f"`a` and `b` have unequal mass: relative difference {float(gap):.3g} "
-            f"(tolerance {_mass_tolerance(dtype, count):.3g} for {dtype})"
+            f"(tolerance {mass_tolerance(dtype, count):.3g} for {dtype})"
         )
 
 

@@ -34,6 +34,7 @@ import torch
 
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
+from fastgan.ot._checks import check_finite, check_weights
 
 __all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence"]
 
@@ -53,32 +54,6 @@ def _float_tensor(t: object, name: str) -> torch.Tensor:
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"`{name}` has dtype {t.dtype}; expected float32 or float64")
     return t
-
-
-def _check_finite(t: torch.Tensor, name: str) -> None:
-    if not bool(torch.isfinite(t).all()):
-        raise ValueError(f"`{name}` contains NaN or infinite values")
-
-
-def _mass_tolerance(dtype: torch.dtype, count: int) -> float:
-    return max(1e-6, 4 * torch.finfo(dtype).eps * math.sqrt(count))
-
-
-def _check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
-    """Finite, non-negative, positive and equal masses per problem."""
-    for w, name in zip((a, b), names):
-        _check_finite(w, name)
-        if bool((w < 0).any()):
-            raise ValueError(f"`{name}` has negative weights")
-    ma, mb = a.detach().sum(-1), b.detach().sum(-1)
-    if bool((ma <= 0).any()) or bool((mb <= 0).any()):
-        raise ValueError(f"`{names[0]}` or `{names[1]}` has zero total mass")
-    gap = float(((ma - mb).abs() / torch.maximum(ma, mb)).max()) if ma.numel() else 0.0
-    if gap > _mass_tolerance(a.dtype, a.shape[-1] + b.shape[-1]):
-        raise ValueError(
-            f"`{names[0]}` and `{names[1]}` have unequal mass (relative difference {gap:.3g}); "
-            "balanced optimal transport needs equal masses"
-        )
 
 
 def _weights(w, count: int, batch: tuple[int, ...], like: torch.Tensor, name: str) -> torch.Tensor:
@@ -116,7 +91,7 @@ def _solve(a, b, M, reg, method, max_iter, tol, backend):
     b3 = _weights(b, M3.shape[2], batch if not squeeze else (), M, "b")
     if squeeze:
         a3, b3 = a3.unsqueeze(0), b3.unsqueeze(0)
-    _check_weights(a3, b3, ("a", "b"))
+    check_weights(a3, b3, ("a", "b"))
     # float32 cannot resolve a marginal error much below its rounding of
     # the mass: a tighter tol would only spin to max_iter.
     mass = float(b3.detach().sum(-1).max()) if b3.numel() else 1.0
@@ -124,7 +99,7 @@ def _solve(a, b, M, reg, method, max_iter, tol, backend):
     if backend == "reference":
         from fastgan import reference
 
-        _check_finite(M3, "M")
+        check_finite(M3, "M")
         out = reference.sinkhorn_log(a3, b3, M3, reg, max_iter, tol)
     else:
         _library.require_kernel("sinkhorn_log", M.device)
@@ -325,9 +300,9 @@ def sinkhorn_divergence(
     b3 = _weights(b, y3.shape[1], batch, x, "b")
     if squeeze:
         a3, b3 = a3.unsqueeze(0), b3.unsqueeze(0)
-    _check_finite(x3.detach(), "x")
-    _check_finite(y3.detach(), "y")
-    _check_weights(a3, b3, ("a", "b"))
+    check_finite(x3.detach(), "x")
+    check_finite(y3.detach(), "y")
+    check_weights(a3, b3, ("a", "b"))
     if diameter is None:
         pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
         diameter = float(torch.linalg.vector_norm(pts.max(0).values - pts.min(0).values)) if pts.numel() else 0.0

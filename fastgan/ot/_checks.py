@@ -1,0 +1,36 @@
+"""Input checks shared by fastgan's optimal-transport functions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def check_finite(t: torch.Tensor, name: str) -> None:
+    """ValueError naming ``name`` if ``t`` holds NaN or infinite values."""
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError(f"`{name}` contains NaN or infinite values")
+
+
+def mass_tolerance(dtype: torch.dtype, count: int) -> float:
+    """The relative mass difference accepted between two sides of ``count`` weights in ``dtype``:
+    1e-6, or about sqrt(count) rounding errors where the dtype cannot resolve that."""
+    return max(1e-6, 4 * torch.finfo(dtype).eps * math.sqrt(count))
+
+
+def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
+    """Finite, non-negative weights (..., n) and (..., m) with positive, equal masses per problem."""
+    for w, name in zip((a, b), names):
+        check_finite(w, name)
+        if bool((w < 0).any()):
+            raise ValueError(f"`{name}` has negative weights")
+    ma, mb = a.detach().sum(-1), b.detach().sum(-1)
+    if bool((ma <= 0).any()) or bool((mb <= 0).any()):
+        raise ValueError(f"`{names[0]}` or `{names[1]}` has zero total mass")
+    gap = float(((ma - mb).abs() / torch.maximum(ma, mb)).max()) if ma.numel() else 0.0
+    if gap > mass_tolerance(a.dtype, a.shape[-1] + b.shape[-1]):
+        raise ValueError(
+            f"`{names[0]}` and `{names[1]}` have unequal mass (relative difference {gap:.3g}); "
+            "balanced optimal transport needs equal masses"
+        )

@@ -110,7 +110,21 @@ def compiled_ops() -> dict[str, list[str]]:
 
 #: Ops whose CUDA kernel is a Triton kernel from fastgan.kernels.
 TRITON_OPS: set[str] = set()
-_triton_impls: torch.library.Library | None = None
+#: Ops whose CUDA implementation is composed of torch's CUDA kernels.
+TORCH_OPS_CUDA: set[str] = set()
+_python_impls: torch.library.Library | None = None
+
+
+def _register_cuda(op: str, fn: Callable[..., object], kind: set[str]) -> None:
+    """``fn`` as the CUDA implementation of ``fastgan::<op>``, unless the compiled library has one."""
+    global _python_impls
+    if not LOADED or torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", "CUDA"):
+        return
+    if _python_impls is None:
+        _python_impls = torch.library.Library("fastgan", "IMPL")
+    _python_impls.impl(op, fn, "CUDA")
+    kind.add(op)
+    _kernel_cache.pop((op, "cuda"), None)
 
 
 def register_triton(op: str, module: str, function: str) -> None:
@@ -120,9 +134,6 @@ def register_triton(op: str, module: str, function: str) -> None:
     module is imported on the first CUDA call, so importing fastgan never
     needs triton; without it that call raises an ImportError saying so.
     """
-    global _triton_impls
-    if not LOADED or torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", "CUDA"):
-        return
 
     def kernel(*args):
         try:
@@ -134,15 +145,7 @@ def register_triton(op: str, module: str, function: str) -> None:
             ) from err
         return impl(*args)
 
-    if _triton_impls is None:
-        _triton_impls = torch.library.Library("fastgan", "IMPL")
-    _triton_impls.impl(op, kernel, "CUDA")
-    TRITON_OPS.add(op)
-    _kernel_cache.pop((op, "cuda"), None)
-
-
-#: Ops whose CUDA implementation is composed of torch's CUDA kernels.
-TORCH_OPS_CUDA: set[str] = set()
+    _register_cuda(op, kernel, TRITON_OPS)
 
 
 def register_torch_ops_cuda(op: str, fn: Callable[..., object]) -> None:
@@ -150,14 +153,7 @@ def register_torch_ops_cuda(op: str, fn: Callable[..., object]) -> None:
 
     Only where the compiled library has no CUDA kernel for the op.
     """
-    global _triton_impls
-    if not LOADED or torch._C._dispatch_has_kernel_for_dispatch_key(f"fastgan::{op}", "CUDA"):
-        return
-    if _triton_impls is None:
-        _triton_impls = torch.library.Library("fastgan", "IMPL")
-    _triton_impls.impl(op, fn, "CUDA")
-    TORCH_OPS_CUDA.add(op)
-    _kernel_cache.pop((op, "cuda"), None)
+    _register_cuda(op, fn, TORCH_OPS_CUDA)
 
 
 def build_config() -> dict[str, object]:

@@ -7,6 +7,15 @@ import math
 import torch
 
 
+def float_tensor(t: object, name: str) -> torch.Tensor:
+    """``t`` if it is a float32 or float64 Tensor, else a TypeError naming ``name``."""
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+    if t.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"`{name}` has dtype {t.dtype}; expected float32 or float64")
+    return t
+
+
 def check_finite(t: torch.Tensor, name: str) -> None:
     """ValueError naming ``name`` if ``t`` holds NaN or infinite values."""
     if not bool(torch.isfinite(t).all()):

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype
+from fastgan.ot._checks import float_tensor
 
 __all__ = ["Assignment", "linear_sum_assignment"]
 
@@ -53,11 +53,7 @@ def linear_sum_assignment(cost: torch.Tensor, maximize: bool = False) -> Assignm
     ``cost[row_ind, col_ind].sum()`` instead, whose gradient is the
     assignment's indicator.
     """
-    if not isinstance(cost, torch.Tensor):
-        raise TypeError(f"`cost` must be a Tensor, got {type(cost).__name__}")
-    check_float_dtype(cost, "cost")
-    if cost.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"`cost` has dtype {cost.dtype}; expected float32 or float64")
+    float_tensor(cost, "cost")
     if cost.dim() not in (2, 3):
         raise ValueError(f"`cost` must be (n, m) or (B, n, m), got shape {tuple(cost.shape)}")
     _library.require_kernel("linear_sum_assignment", cost.device)

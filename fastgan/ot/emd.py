@@ -35,7 +35,7 @@ import torch
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
-from fastgan.ot._checks import mass_tolerance
+from fastgan.ot._checks import float_tensor, mass_tolerance
 
 __all__ = ["emd", "emd2", "wasserstein"]
 
@@ -177,11 +177,7 @@ class _EMDCost(torch.autograd.Function):
 def _prepare(a, b, M, numItermax, backend):
     """Checked (B, n), (B, m), (B, n, m) inputs, whether batched, whether uniform."""
     _check_backend(backend)
-    if not isinstance(M, torch.Tensor):
-        raise TypeError(f"`M` must be a Tensor, got {type(M).__name__}")
-    check_float_dtype(M, "M")
-    if M.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"`M` has dtype {M.dtype}; expected float32 or float64")
+    float_tensor(M, "M")
     if M.dim() not in (2, 3):
         raise ValueError(f"`M` must be (n, m) or (B, n, m), got shape {tuple(M.shape)}")
     positive_int(numItermax, "numItermax")  # the cap that guarantees the solver returns

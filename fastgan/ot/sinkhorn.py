@@ -34,7 +34,7 @@ import torch
 
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
-from fastgan.ot._checks import check_finite, check_weights
+from fastgan.ot._checks import check_finite, check_weights, float_tensor
 
 __all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence"]
 
@@ -48,21 +48,13 @@ class SinkhornLog(dict):
     ``converged`` (bool)."""
 
 
-def _float_tensor(t: object, name: str) -> torch.Tensor:
-    if not isinstance(t, torch.Tensor):
-        raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-    if t.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"`{name}` has dtype {t.dtype}; expected float32 or float64")
-    return t
-
-
 def _weights(w, count: int, batch: tuple[int, ...], like: torch.Tensor, name: str) -> torch.Tensor:
     """POT accepts an empty list / None for uniform weights."""
     if w is None or (not isinstance(w, torch.Tensor) and len(w) == 0) or (
         isinstance(w, torch.Tensor) and w.numel() == 0 and count > 0
     ):
         return torch.full((*batch, count), 1.0 / count, dtype=like.dtype, device=like.device)
-    w = _float_tensor(w, name)
+    w = float_tensor(w, name)
     if w.dtype != like.dtype or w.device != like.device:
         raise TypeError(f"`{name}` must have the dtype and device of the cost ({like.dtype}, {like.device})")
     if tuple(w.shape) != (*batch, count):
@@ -76,7 +68,7 @@ def _solve(a, b, M, reg, method, max_iter, tol, backend):
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
     if method not in ("log", "sinkhorn_log"):
         raise ValueError(f"`method` must be 'log' (POT's 'sinkhorn_log'), got {method!r}")
-    M = _float_tensor(M, "M")
+    M = float_tensor(M, "M")
     if M.dim() not in (2, 3):
         raise ValueError(f"`M` must have shape (n, m) or (B, n, m), got {tuple(M.shape)}")
     if M.shape[-1] == 0 or M.shape[-2] == 0:
@@ -207,7 +199,7 @@ def epsilon_schedule(p: int, diameter: float, blur: float, scaling: float) -> li
 
 
 def _points(t: object, name: str) -> torch.Tensor:
-    t = _float_tensor(t, name)
+    t = float_tensor(t, name)
     if t.dim() not in (2, 3):
         raise ValueError(f"`{name}` must have shape (n, d) or (B, n, d), got {tuple(t.shape)}")
     return t

@@ -65,7 +65,8 @@ def _extension(with_cuda: bool):
     # -fno-trapping-math lets the compiler turn branches on floating-point
     # comparisons into vector selects (same IEEE results, no FP exceptions
     # are observed anyway): leaky relu ran 20x faster with it.
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    # C++20 explicitly: older torch versions default their extensions to C++17.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-std=c++20"]
     if not with_cuda:
         return cpp_extension.CppExtension(
             "fastgan._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]
@@ -75,7 +76,7 @@ def _extension(with_cuda: bool):
         "fastgan._C",
         sources + _sources("csrc/cuda/*.cu"),
         define_macros=[("FASTGAN_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]},
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "-std=c++20"]},
         extra_link_args=["-fopenmp"],
     )
 

@@ -15,6 +15,7 @@ import pytest
 import scipy.optimize
 import scipy.stats
 import torch
+from conftest import timed
 
 import fastgan
 
@@ -173,3 +174,42 @@ def bench_emd2(benchmark, bench_device, setup, contender):
     benchmark.group = f"emd2, 2-D points, squared Euclidean / {setup} (cpu, float64)"
     benchmark.extra_info["contender"] = contender
     benchmark.pedantic(fns[contender], rounds=3, warmup_rounds=1)
+
+
+GPU_ASSIGNMENT_SETUPS = {
+    # name: (n, batch, rounds)
+    "batch1024_n128": (128, 1024, 5),
+    "single_n1000": (1000, None, 3),
+}
+
+
+@pytest.mark.parametrize("contender", ["fastgan", "fastgan_cpu", "pot"])
+@pytest.mark.parametrize("setup", list(GPU_ASSIGNMENT_SETUPS))
+def bench_exact_emd_uniform_gpu(benchmark, bench_device, setup, contender):
+    """Exact EMD of uniform 2-D point sets on the GPU (Triton, one program per problem).
+
+    ``fastgan``: points and cost matrix on the GPU, the Triton assignment
+    kernel; ``fastgan_cpu``: the same problems through the C++ kernel on the
+    host's cores (points moved to the host first); ``pot``: a Python loop of
+    ``ot.emd2`` on the host. Every contender returns the same exact cost.
+    """
+    if bench_device.type != "cuda":
+        pytest.skip("GPU benchmark")
+    n, batch, rounds = GPU_ASSIGNMENT_SETUPS[setup]
+    x, y = _points(n, batch)
+    host = _emd_contenders(x, y)
+    xd, yd = x.to(bench_device), y.to(bench_device)
+
+    def on_gpu():
+        return fastgan.ot.linear_sum_assignment(torch.cdist(xd, yd).square()).cost / n
+
+    def on_cpu():
+        return fastgan.ot.linear_sum_assignment(torch.cdist(xd.cpu(), yd.cpu()).square()).cost / n
+
+    fns = {"fastgan": on_gpu, "fastgan_cpu": on_cpu, "pot": host["pot"]}
+    ours = _total(on_gpu().cpu())
+    theirs = _total(host["pot"]())
+    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"pot: {theirs} != fastgan on the GPU {ours}"
+    benchmark.group = f"exact EMD, uniform 2-D points / {setup} (cuda, float64)"
+    benchmark.extra_info["contender"] = contender
+    benchmark.pedantic(timed(fns[contender], bench_device), rounds=rounds, warmup_rounds=1)

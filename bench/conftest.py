@@ -67,9 +67,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if session is None or not session.benchmarks:
         return
     groups: dict[str, dict[str, float]] = {}
+    notes: dict[str, list[str]] = {}
     for bench in session.benchmarks:
         contender = bench.extra_info.get("contender", bench.name)
         groups.setdefault(bench.group or "", {})[contender] = bench.stats.median
+        if "note" in bench.extra_info:
+            notes.setdefault(bench.group or "", []).append(f"{contender}: {bench.extra_info['note']}")
     write = terminalreporter.write_line
     write("")
     write("fastgan comparison (median per call; ratios measured in this run)")
@@ -83,6 +86,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
             vs_floor = f"{median / floor:.2f}x" if floor else "-"
             speedup = f"{median / ours:.2f}x" if ours and contender != "fastgan" else "-"
             write(f"    {contender:<24}{_format_time(median):>12}{vs_floor:>10}{speedup:>18}")
+        for note in notes.get(group, []):
+            write(f"    {note}")
         overheads = [
             f"{c} {times[c] / times[f'{c} (no penalty)']:.2f}x"
             for c in times

@@ -65,8 +65,9 @@ def _extension(with_cuda: bool):
     # -fno-trapping-math lets the compiler turn branches on floating-point
     # comparisons into vector selects (same IEEE results, no FP exceptions
     # are observed anyway): leaky relu ran 20x faster with it.
-    # C++20 explicitly: older torch versions default their extensions to C++17.
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", "-std=c++20"]
+    # No -std: each torch version compiles extensions in the standard it was
+    # built with (C++17 up to 2.13, C++20 from 2.14); the sources are C++17.
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
     if not with_cuda:
         return cpp_extension.CppExtension(
             "fastgan._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]
@@ -76,7 +77,7 @@ def _extension(with_cuda: bool):
         "fastgan._C",
         sources + _sources("csrc/cuda/*.cu"),
         define_macros=[("FASTGAN_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo", "-std=c++20"]},
+        extra_compile_args={"cxx": cxx, "nvcc": ["-O3", "-lineinfo"]},
         extra_link_args=["-fopenmp"],
     )
 

@@ -77,10 +77,16 @@ def make(contender: str, critic):
 def check_gradients(base, real, fake, contender):
     """One step's parameter gradients equal the reference's (same weights, same epsilon)."""
     grads = []
-    for name in ("reference", contender):
-        critic, loss_fn = make(name, copy.deepcopy(base))
-        loss_fn(critic, real, fake, torch.Generator().manual_seed(0)).backward()
-        grads.append([p.grad for p in critic.parameters()])
+    # cuDNN's convolutions default to TF32 on GPUs (about 1e-3 relative): compare in float32.
+    tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for name in ("reference", contender):
+            critic, loss_fn = make(name, copy.deepcopy(base))
+            loss_fn(critic, real, fake, torch.Generator().manual_seed(0)).backward()
+            grads.append([p.grad for p in critic.parameters()])
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
     scale = max(float(ref.norm()) for ref in grads[0])
     # Concatenated batches change the convolution algorithms' float32 rounding.
     tolerance = 1e-5 if "/" not in contender else 1e-4

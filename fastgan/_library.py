@@ -8,10 +8,11 @@ it: nothing silently runs the pure-PyTorch reference instead.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -154,6 +155,29 @@ def register_torch_ops_cuda(op: str, fn: Callable[..., object]) -> None:
     Only where the compiled library has no CUDA kernel for the op.
     """
     _register_cuda(op, fn, TORCH_OPS_CUDA)
+
+
+@contextlib.contextmanager
+def autograd_inside_op() -> Iterator[None]:
+    """Autograd switched back on inside an op's implementation.
+
+    Below the Autograd dispatch key (where an op's device implementation
+    runs) the dispatcher excludes the autograd keys, so torch ops record no
+    graph even under ``torch.enable_grad()``. Implementations composed of
+    torch ops that differentiate an inner computation with
+    ``torch.autograd.grad`` run it inside this context.
+    """
+    exclude = torch._C._dispatch_tls_local_exclude_set()
+    for name in _AUTOGRAD_KEYS:
+        exclude = exclude.remove(getattr(torch._C.DispatchKey, name))
+    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), exclude), torch.enable_grad():
+        yield
+
+
+_AUTOGRAD_KEYS = [
+    name for name in ("AutogradFunctionality", "AutogradOther", "AutogradNestedTensor", "ADInplaceOrView")
+    if hasattr(torch._C.DispatchKey, name)
+]
 
 
 def build_config() -> dict[str, object]:

@@ -139,11 +139,17 @@ def _assignment_kernel(
             tl.store(u_ptr + rows, ur + delta, mask=moved)
         tl.debug_barrier()
         j = sink
-        r = -1
+        # A failed problem has no path to flip (its status reports it).
+        r = tl.where(failed != 0, cur, -1)
         while r != cur:
+            # Every lane reads the scalars before any is overwritten: the
+            # warps of a program drift apart when programs share a
+            # multiprocessor, and a lane that read col4row[r] after the
+            # store would follow a different path.
             r = tl.load(pred + j)
-            tl.store(owner + j, r)
             previous = tl.load(col4row + r)
+            tl.debug_barrier()
+            tl.store(owner + j, r)
             tl.store(col4row + r, j.to(tl.int64))
             j = previous.to(tl.int32)
             tl.debug_barrier()

@@ -13,6 +13,7 @@ in PyTorch around these kernels, mirroring csrc/cpu/sinkhorn.cpp.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import triton
 import triton.language as tl
@@ -44,10 +45,12 @@ def _cost_tile(
 
 @triton.jit
 def _softmin_kernel(
-    x_ptr, y_ptr, h_ptr, out_ptr, n, m, d, inv_eps, eps,
+    x_ptr, y_ptr, h_ptr, out_ptr, n, m, d, inv_eps_hi, inv_eps_lo, eps_hi, eps_lo,
     P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
 ):
     ACC = tl.float64 if ACC64 else tl.float32
+    inv_eps = tl.cast(inv_eps_hi, ACC) + tl.cast(inv_eps_lo, ACC)
+    eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
     b = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < n
@@ -74,11 +77,12 @@ def _softmin_kernel(
 
 @triton.jit
 def _envelope_kernel(
-    x_ptr, y_ptr, h_ptr, f_ptr, scale_ptr, grad_ptr, n, m, d, inv_eps, sign,
+    x_ptr, y_ptr, h_ptr, f_ptr, scale_ptr, grad_ptr, n, m, d, inv_eps_hi, inv_eps_lo, sign,
     P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
     ACC64: tl.constexpr,
 ):
     ACC = tl.float64 if ACC64 else tl.float32
+    inv_eps = tl.cast(inv_eps_hi, ACC) + tl.cast(inv_eps_lo, ACC)
     b = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < n
@@ -113,6 +117,17 @@ def _envelope_kernel(
     tl.store(grad_ptr + b * n * d + offsets, g.to(grad_ptr.dtype.element_ty), mask=xmask)
 
 
+def _split(value: float) -> tuple[float, float]:
+    """``value`` as float32 hi + lo (hi + lo equals it to about 2^-48 relative).
+
+    Triton passes Python floats to a kernel as float32 scalars; the kernels
+    add the two halves in their accumulation type, so float64 problems keep
+    float64 parameters.
+    """
+    hi = float(np.float32(value))
+    return hi, float(np.float32(value - hi))
+
+
 def sinkhorn_softmin(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, eps: float, p: int) -> torch.Tensor:
     """``-eps log sum_j exp(h_j - C(x_i, y_j) / eps)``: same contract as ``fastgan::sinkhorn_softmin``."""
     x, y, h = x.contiguous(), y.contiguous(), h.contiguous()
@@ -122,7 +137,7 @@ def sinkhorn_softmin(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, eps: flo
     if out.numel():
         grid = (triton.cdiv(n, BLOCK_N), batch)
         _softmin_kernel[grid](
-            x, y, h, out, n, m, d, 1.0 / eps, eps,
+            x, y, h, out, n, m, d, *_split(1.0 / eps), *_split(eps),
             P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=x.dtype == torch.float64,
         )
     return out
@@ -135,7 +150,7 @@ def _envelope(x, y, h, f, scale, grad, eps, sign, p):
         return
     grid = (triton.cdiv(n, BLOCK_N), batch)
     _envelope_kernel[grid](
-        x, y, h, f, scale, grad, n, m, d, 1.0 / eps, float(sign),
+        x, y, h, f, scale, grad, n, m, d, *_split(1.0 / eps), float(sign),
         P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, BLOCK_D=max(2, triton.next_power_of_2(d)),
         ACC64=x.dtype == torch.float64,
     )

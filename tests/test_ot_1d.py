@@ -98,7 +98,9 @@ def test_torch_ops_implementation_matches_the_cpu_kernel(p, generator):
         wu, wv = weights((n, 4), generator).T.contiguous(), weights((m, 4), generator).T.contiguous()
         for w in ((wu, wv), (None, None)):
             ours = torch.ops.fastgan.wasserstein_1d.default(u, v, *w, p, True)
-            composed = _wasserstein_1d_torch_ops(u, v, *w, p, True)
+            # As the dispatcher runs it on CUDA: below the Autograd key.
+            with torch._C._AutoDispatchBelowAutograd():
+                composed = _wasserstein_1d_torch_ops(u, v, *w, p, True)
             for a, b in zip(ours, composed):
                 torch.testing.assert_close(b, a, rtol=1e-9, atol=1e-12)
             cost = _wasserstein_1d_torch_ops(u, v, *w, p, False)
@@ -308,6 +310,20 @@ def test_assignment_on_device_matches_cpu(device, generator):
     expected = linear_sum_assignment(cost)
     result = linear_sum_assignment(cost.to(device))
     torch.testing.assert_close(result.cost.cpu(), expected.cost)
+    check_certificate(cost, Assignment(*(t.cpu() for t in result)))
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_assignment_large_batch_on_gpu_matches_cpu(generator):
+    """More problems than multiprocessors: several programs share each one, and
+    their warps drift apart (a race between lanes shows up only then)."""
+    count = 4 * torch.cuda.get_device_properties(0).multi_processor_count
+    x, y = (torch.rand(count, 128, 2, generator=generator, dtype=torch.float64) for _ in range(2))
+    cost = torch.cdist(x, y).square()
+    result = linear_sum_assignment(cost.cuda())
+    expected = linear_sum_assignment(cost)
+    torch.testing.assert_close(result.cost.cpu(), expected.cost, rtol=1e-12, atol=1e-12)
     check_certificate(cost, Assignment(*(t.cpu() for t in result)))
 
 

@@ -337,8 +337,8 @@ def test_triton_penalty_kernels(triton_device, generator):
             torch.testing.assert_close(p, p_ref.detach())
             d = kernel.penalty_from_gradients_backward(torch.tensor(3.0, dtype=dtype), g, norms, 1.0, one_sided)
             torch.testing.assert_close(d, d_ref)
-        r, f = rand((4, 7), generator, dtype=dtype), rand((4, 7), generator, dtype=dtype)
-        e = torch.rand(4, generator=generator, dtype=torch.float64).to(dtype)
+        r, f = (rand((4, 7), generator, dtype=dtype).to(triton_device) for _ in range(2))
+        e = torch.rand(4, generator=generator, dtype=torch.float64).to(dtype).to(triton_device)
         torch.testing.assert_close(kernel.interpolate(r, f, e), reference.interpolate(r, f, e))
 
 

@@ -67,11 +67,12 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
             specs += [
                 (f"sinkhorn_softmin-{dt}-{p}", "fastgan.kernels.sinkhorn", "_softmin_kernel",
                  {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "out_ptr": f"*{dt}",
-                  "n": "i32", "m": "i32", "d": "i32", "inv_eps": "fp32", "eps": "fp32"}, dict(common)),
+                  "n": "i32", "m": "i32", "d": "i32", "inv_eps_hi": "fp32", "inv_eps_lo": "fp32",
+                  "eps_hi": "fp32", "eps_lo": "fp32"}, dict(common)),
                 (f"sinkhorn_envelope-{dt}-{p}", "fastgan.kernels.sinkhorn", "_envelope_kernel",
                  {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "f_ptr": f"*{dt}",
                   "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "n": "i32", "m": "i32", "d": "i32",
-                  "inv_eps": "fp32", "sign": "fp32"}, dict(common, BLOCK_D=4)),
+                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(common, BLOCK_D=4)),
             ]
     from fastgan.kernels import bias_act
 

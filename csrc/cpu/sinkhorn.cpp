@@ -35,9 +35,9 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <tuple>
 #include <utility>
@@ -86,6 +86,16 @@ constexpr std::array<T, N + 1> inverse_factorials() {
   return c;
 }
 
+// The bits of `from` as a `To` (std::bit_cast, which C++17 lacks); compiles
+// to a register move.
+template <typename To, typename From>
+FASTGAN_ALWAYS_INLINE inline To bits_as(const From& from) {
+  static_assert(sizeof(To) == sizeof(From), "bits_as: sizes differ");
+  To to;
+  std::memcpy(&to, &from, sizeof(To));
+  return to;
+}
+
 // exp(x) to about 1 ulp, 0 below the smallest normal result: x = k ln2 + r,
 // |r| <= ln2 / 2, exp(r) by Taylor (degree 12 for double: truncation below
 // 2e-16; 7 for float), 2^k written into the exponent field.
@@ -97,7 +107,7 @@ FASTGAN_ALWAYS_INLINE inline T fast_exp(T x) {
   x = x < C::kLow ? C::kLow : x;
   x = x > C::kHigh ? C::kHigh : x;
   T kd = x * T(1.4426950408889634) + C::kShifter;
-  const Bits ki = std::bit_cast<Bits>(kd);
+  const Bits ki = bits_as<Bits>(kd);
   kd -= C::kShifter;
   const T r = (x - kd * C::kLn2Hi) - kd * C::kLn2Lo;
   // Horner on the Taylor coefficients 1/k!: one multiply and one add per
@@ -107,7 +117,7 @@ FASTGAN_ALWAYS_INLINE inline T fast_exp(T x) {
   for (int k = C::kDegree - 1; k >= 0; --k) {
     poly = poly * r + coef[k];
   }
-  const T scale = std::bit_cast<T>(static_cast<Bits>((ki + Bits(C::kBias)) << C::kMantissa));
+  const T scale = bits_as<T>(static_cast<Bits>((ki + Bits(C::kBias)) << C::kMantissa));
   return underflow ? T(0) : poly * scale;
 }
 

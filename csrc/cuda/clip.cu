@@ -193,9 +193,10 @@ at::Tensor clip_(at::TensorList tensors, double clip_value) {
   for (const at::Tensor& t : list.tensors()) {
     by_dtype[t.scalar_type()].push_back(t);
   }
-  for (const auto& [dtype, group] : by_dtype) {
+  for (const auto& entry : by_dtype) {
+    const std::vector<at::Tensor>& group = entry.second;
     AT_DISPATCH_FLOATING_TYPES_AND2(
-        at::kHalf, at::kBFloat16, dtype, "fastgan::clip_",
+        at::kHalf, at::kBFloat16, entry.first, "fastgan::clip_",
         [&] { launch_clip<scalar_t>(group, clip_value, count_ptr, stream); });
   }
 

@@ -308,12 +308,13 @@ at::Tensor power_iteration(
     by_dtype[weights[i].scalar_type()].push_back(std::move(r));
   }
   double* st = state.data_ptr<double>();
-  for (auto& [dtype, group] : by_dtype) {
+  for (const auto& entry : by_dtype) {
+    const auto& group = entry.second;
     for (size_t begin = 0; begin < group.size(); begin += kMaxLayers) {
       const size_t end = std::min(group.size(), begin + kMaxLayers);
       std::vector<LayerRef> batch(group.begin() + begin, group.begin() + end);
       AT_DISPATCH_FLOATING_TYPES_AND2(
-          at::kHalf, at::kBFloat16, dtype, spectral_norm::kPowerIteration,
+          at::kHalf, at::kBFloat16, entry.first, spectral_norm::kPowerIteration,
           [&] { run_batch<scalar_t>(batch, n_iter, eps, st, stream); });
     }
   }

@@ -232,7 +232,7 @@ def _wasserstein_1d_torch_ops(u, v, wu, wv, p, with_grad):
             cost = reference.wasserstein_1d(u.T, v.T, None if wu is None else wu.T, None if wv is None else wv.T, p)
         return cost, empty, empty, empty, empty
     leaves = [t.detach().requires_grad_() for t in (u, v) + ((wu, wv) if wu is not None else ())]
-    with torch.enable_grad():
+    with _library.autograd_inside_op():
         weights = (leaves[2].T, leaves[3].T) if wu is not None else (None, None)
         cost = reference.wasserstein_1d(leaves[0].T, leaves[1].T, *weights, p)
         # Problems are independent: the gradient of the sum is each problem's own.

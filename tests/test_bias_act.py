@@ -287,9 +287,33 @@ def test_cuda_dispatch_matches_cpu(device, generator):
     for act in ACTS:
         xc, bc = x.to(device).requires_grad_(), b.to(device).requires_grad_()
         xs, bs = x.clone().requires_grad_(), b.clone().requires_grad_()
-        yc, ys = bias_act(xc, bc, act), bias_act(xs, bs, act)
+        yc, ys = bias_act(xc, bc, act, backend="fused"), bias_act(xs, bs, act)
         torch.testing.assert_close(yc.cpu(), ys, rtol=1e-5, atol=1e-5)
         gc = torch.autograd.grad(yc.square().sum(), (xc, bc))
         gs = torch.autograd.grad(ys.square().sum(), (xs, bs))
         for a, r in zip(gc, gs):
             torch.testing.assert_close(a.cpu(), r, rtol=1e-4, atol=1e-4)
+
+
+def test_backends(device, generator):
+    """``auto``: the fused kernels on the CPU, torch's own activations on CUDA
+    (where the Triton launches cost more than they fuse at critic sizes);
+    ``fused`` and ``reference`` force one or the other on every device."""
+    x = rand((6, 5), generator).to(device)
+    b = rand((5,), generator).to(device)
+    torch_own = reference.bias_act(x, b, "lrelu", 0.2, math.sqrt(2), 1)
+    auto = bias_act(x, b, "lrelu")
+    if device.type == "cuda":
+        assert torch.equal(auto, torch_own)
+    else:
+        assert torch.equal(auto, bias_act(x, b, "lrelu", backend="fused"))
+    torch.testing.assert_close(bias_act(x, b, "lrelu", backend="fused"), torch_own)
+    for make in (
+        lambda: bias_act(x, b, "lrelu", backend="triton"),
+        lambda: fastgan.nn.BiasAct("lrelu", backend="cuda"),
+        lambda: fastgan.nn.fuse_activations_(nn.ReLU(), backend="fast"),
+    ):
+        with pytest.raises(ValueError, match="backend"):
+            make()
+    swapped = fastgan.nn.fuse_activations_(nn.Sequential(nn.Linear(5, 5), nn.ReLU()), backend="fused")
+    assert swapped[1].backend == "fused"

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from fastgan.nn.functional import bias_act, resolve
+from fastgan.nn.functional import BACKENDS, bias_act, resolve
 
 __all__ = ["BiasAct", "FusedLeakyReLU", "fuse_activations_"]
 
@@ -21,6 +21,8 @@ class BiasAct(nn.Module):
             length (initialised to ``bias_init``); None for no bias.
         alpha, gain: as in ``bias_act`` (None: the activation's defaults).
         dim: the dimension the bias runs along.
+        backend: as in ``bias_act`` (``"auto"``: fused kernels on the CPU,
+            torch's own activations on CUDA).
     """
 
     def __init__(
@@ -31,8 +33,12 @@ class BiasAct(nn.Module):
         gain: float | None = None,
         dim: int = 1,
         bias_init: float = 0.0,
+        backend: str = "auto",
     ) -> None:
         super().__init__()
+        if backend not in BACKENDS:
+            raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+        self.backend = backend
         self.act = act
         self.alpha, self.gain = resolve(act, alpha, gain)
         self.dim = dim
@@ -42,7 +48,7 @@ class BiasAct(nn.Module):
             self.bias = nn.Parameter(torch.full((channels,), float(bias_init)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return bias_act(x, self.bias, self.act, self.alpha, self.gain, self.dim)
+        return bias_act(x, self.bias, self.act, self.alpha, self.gain, self.dim, backend=getattr(self, "backend", "auto"))
 
     def extra_repr(self) -> str:
         channels = None if self.bias is None else self.bias.numel()
@@ -66,29 +72,29 @@ class FusedLeakyReLU(BiasAct):
         super().__init__("lrelu", channels if bias else None, alpha=negative_slope, gain=scale)
 
 
-def _replacement(module: nn.Module) -> nn.Module | None:
+def _replacement(module: nn.Module, backend: str = "auto") -> nn.Module | None:
     """fastgan's equivalent of a torch activation module, or None."""
     kind = type(module)
     if kind is nn.ReLU:
-        return BiasAct("relu", gain=1.0)
+        return BiasAct("relu", gain=1.0, backend=backend)
     if kind is nn.LeakyReLU:
-        return BiasAct("lrelu", alpha=module.negative_slope, gain=1.0)
+        return BiasAct("lrelu", alpha=module.negative_slope, gain=1.0, backend=backend)
     if kind is nn.ELU:
-        return BiasAct("elu", alpha=module.alpha, gain=1.0)
+        return BiasAct("elu", alpha=module.alpha, gain=1.0, backend=backend)
     if kind is nn.SELU:
-        return BiasAct("selu", gain=1.0)
+        return BiasAct("selu", gain=1.0, backend=backend)
     if kind is nn.Tanh:
-        return BiasAct("tanh", gain=1.0)
+        return BiasAct("tanh", gain=1.0, backend=backend)
     if kind is nn.Sigmoid:
-        return BiasAct("sigmoid", gain=1.0)
+        return BiasAct("sigmoid", gain=1.0, backend=backend)
     if kind is nn.SiLU:
-        return BiasAct("swish", gain=1.0)
+        return BiasAct("swish", gain=1.0, backend=backend)
     if kind is nn.Softplus and module.beta == 1:
-        return BiasAct("softplus", gain=1.0)
+        return BiasAct("softplus", gain=1.0, backend=backend)
     return None
 
 
-def fuse_activations_(module: nn.Module) -> nn.Module:
+def fuse_activations_(module: nn.Module, backend: str = "auto") -> nn.Module:
     r"""Swaps torch's activation modules inside ``module`` for fastgan's, in place.
 
     ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.ELU``, ``nn.SELU``, ``nn.Tanh``,
@@ -101,17 +107,26 @@ def fuse_activations_(module: nn.Module) -> nn.Module:
     then runs through fastgan's fused derivatives and, for relu / lrelu,
     skips the path back through the forward pass.
 
+    Args:
+        module: the model (or a single activation module).
+        backend: the swapped modules' ``bias_act`` backend: ``"auto"`` (fused
+            kernels on the CPU, torch's own activations on CUDA, where the
+            Triton kernels measured slower at critic sizes), ``"fused"``
+            (fastgan's kernels on every device) or ``"reference"``.
+
     Returns:
         ``module``, or its replacement when ``module`` is itself an activation.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"`module` must be an nn.Module, got {type(module).__name__}")
-    top = _replacement(module)
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+    top = _replacement(module, backend)
     if top is not None:
         return top.train(module.training)
     for parent in module.modules():
         for name, child in list(parent.named_children()):
-            new = _replacement(child)
+            new = _replacement(child, backend)
             if new is not None:
                 setattr(parent, name, new.train(child.training))
     return module

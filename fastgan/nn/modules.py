@@ -72,26 +72,26 @@ class FusedLeakyReLU(BiasAct):
         super().__init__("lrelu", channels if bias else None, alpha=negative_slope, gain=scale)
 
 
+# torch's activation module -> (fastgan's act, how to read its alpha from the module).
+_SWAPS = {
+    nn.ReLU: ("relu", None),
+    nn.LeakyReLU: ("lrelu", lambda m: m.negative_slope),
+    nn.ELU: ("elu", lambda m: m.alpha),
+    nn.SELU: ("selu", None),
+    nn.Tanh: ("tanh", None),
+    nn.Sigmoid: ("sigmoid", None),
+    nn.SiLU: ("swish", None),
+    nn.Softplus: ("softplus", None),
+}
+
+
 def _replacement(module: nn.Module, backend: str = "auto") -> nn.Module | None:
     """fastgan's equivalent of a torch activation module, or None."""
-    kind = type(module)
-    if kind is nn.ReLU:
-        return BiasAct("relu", gain=1.0, backend=backend)
-    if kind is nn.LeakyReLU:
-        return BiasAct("lrelu", alpha=module.negative_slope, gain=1.0, backend=backend)
-    if kind is nn.ELU:
-        return BiasAct("elu", alpha=module.alpha, gain=1.0, backend=backend)
-    if kind is nn.SELU:
-        return BiasAct("selu", gain=1.0, backend=backend)
-    if kind is nn.Tanh:
-        return BiasAct("tanh", gain=1.0, backend=backend)
-    if kind is nn.Sigmoid:
-        return BiasAct("sigmoid", gain=1.0, backend=backend)
-    if kind is nn.SiLU:
-        return BiasAct("swish", gain=1.0, backend=backend)
-    if kind is nn.Softplus and module.beta == 1:
-        return BiasAct("softplus", gain=1.0, backend=backend)
-    return None
+    swap = _SWAPS.get(type(module))
+    if swap is None or (isinstance(module, nn.Softplus) and module.beta != 1):
+        return None
+    act, alpha = swap
+    return BiasAct(act, alpha=None if alpha is None else alpha(module), gain=1.0, backend=backend)
 
 
 def fuse_activations_(module: nn.Module, backend: str = "auto") -> nn.Module:

@@ -163,42 +163,56 @@ def _log_weights(w: torch.Tensor) -> torch.Tensor:
 def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter):
     """Same contract as ``fastgan::sinkhorn_points`` (csrc/cpu/sinkhorn.cpp).
 
-    Problems that have converged (tol >= 0) keep their potentials while the
-    others iterate; the whole batch runs until the last one settles.
+    Problems that have converged (tol >= 0) keep their potentials and drop
+    out of the launches: later iterations run on the problems still moving.
     """
     x, y, a, b = x.contiguous(), y.contiguous(), a.contiguous(), b.contiguous()
     la, lb = _log_weights(a), _log_weights(b)
     schedule = len(eps_list)
     final_eps = eps_list[-1]
 
-    def step(eps, f, g, faa, gbb):
+    def step(eps, f, g, faa, gbb, sel=None):
+        xs, ys, las, lbs = (x, y, la, lb) if sel is None else (x[sel], y[sel], la[sel], lb[sel])
         out = [
-            sinkhorn_softmin(x, y, lb + g / eps, eps, p),
-            sinkhorn_softmin(y, x, la + f / eps, eps, p),
+            sinkhorn_softmin(xs, ys, lbs + g / eps, eps, p),
+            sinkhorn_softmin(ys, xs, las + f / eps, eps, p),
         ]
         if debias:
-            out += [sinkhorn_softmin(x, x, la + faa / eps, eps, p), sinkhorn_softmin(y, y, lb + gbb / eps, eps, p)]
+            out += [sinkhorn_softmin(xs, xs, las + faa / eps, eps, p), sinkhorn_softmin(ys, ys, lbs + gbb / eps, eps, p)]
         return out
 
     zf, zg = torch.zeros_like(a), torch.zeros_like(b)
     state = step(eps_list[0], zf, zg, zf, zg)
     if not debias:
         state += [zf, zg]
-    n_iter = torch.zeros(x.shape[0], dtype=torch.int64, device=x.device)
-    active = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)
+    batch = x.shape[0]
+    n_iter = torch.zeros(batch, dtype=torch.int64, device=x.device)
+    sel = None  # the problems still iterating (None: all of them)
     for it in range(max_iter):
         eps = eps_list[it] if it < schedule else final_eps
-        fresh = step(eps, *state)
-        change = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
+        current = state if sel is None else [s[sel] for s in state]
+        fresh = step(eps, *current, sel=sel)
+        change = torch.zeros(current[0].shape[0], dtype=x.dtype, device=x.device)
         for k, new in enumerate(fresh):
-            change = torch.maximum(change, (new - state[k]).abs().amax(1))
-            avg = 0.5 * (state[k] + new)
-            state[k] = torch.where(active[:, None], avg, state[k])
-        n_iter += active
+            change = torch.maximum(change, (new - current[k]).abs().amax(1))
+            avg = 0.5 * (current[k] + new)
+            if sel is None:
+                state[k] = avg
+            else:
+                state[k] = state[k].index_copy(0, sel, avg)
+        if sel is None:
+            n_iter += 1
+        else:
+            n_iter[sel] += 1
         if it + 1 >= schedule:
-            active &= ~((change <= tol) if tol >= 0 else torch.ones_like(active))
-            if not bool(active.any()):
+            if tol < 0:
                 break
+            moving = torch.nonzero(~(change <= tol)).squeeze(1)
+            if sel is not None:
+                moving = sel[moving]
+            if moving.numel() == 0:
+                break
+            sel = None if moving.numel() == batch else moving
     f, g, faa, gbb = state
     final = step(final_eps, f, g, faa, gbb)
     cost = (a * final[0]).sum(1) + (b * final[1]).sum(1)

@@ -451,6 +451,25 @@ def test_triton_kernels_match_cpu_kernels(triton_device, dtype, generator):
         torch.testing.assert_close(t.cpu(), c, **tol)
 
 
+def test_triton_points_per_problem_convergence(triton_device, generator):
+    """With a tolerance, each problem of a batch stops on its own (the Triton
+    path drops converged problems from its launches): same iteration counts,
+    potentials and values as the C++ kernel."""
+    from fastgan.kernels import sinkhorn as kernel
+
+    x, y = clouds(generator, 9, 13, batch=(4,))
+    x = x * torch.tensor([0.2, 1.0, 3.0, 0.5], dtype=torch.float64)[:, None, None]
+    a, b = histogram(9, generator, (4,), torch.float64), histogram(13, generator, (4,), torch.float64)
+    eps_list = sinkhorn_module.epsilon_schedule(2, 6.0, 0.3, 0.5)
+    for debias in (True, False):
+        cpu = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, eps_list, debias, 1e-7, 500)
+        tri = kernel.sinkhorn_points(*(t.to(triton_device) for t in (x, y, a, b)), 2, eps_list, debias, 1e-7, 500)
+        assert len(set(cpu[5].tolist())) > 1, "the problems should converge at different iterations"
+        assert tri[5].cpu().tolist() == cpu[5].tolist()
+        for t, c in zip(tri, cpu):
+            torch.testing.assert_close(t.cpu(), c, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.cuda
 def test_cuda_divergence_matches_cpu(device, generator):
     if device.type != "cuda":

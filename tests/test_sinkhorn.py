@@ -460,10 +460,11 @@ def test_triton_points_per_problem_convergence(triton_device, generator):
     x, y = clouds(generator, 9, 13, batch=(4,))
     x = x * torch.tensor([0.2, 1.0, 3.0, 0.5], dtype=torch.float64)[:, None, None]
     a, b = histogram(9, generator, (4,), torch.float64), histogram(13, generator, (4,), torch.float64)
-    eps_list = sinkhorn_module.epsilon_schedule(2, 6.0, 0.3, 0.5)
+    eps_list = sinkhorn_module.epsilon_schedule(2, 6.0, 0.5, 0.5)
+    # Few iterations (the interpreter is slow): some problems stop early, some at max_iter.
     for debias in (True, False):
-        cpu = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, eps_list, debias, 1e-7, 500)
-        tri = kernel.sinkhorn_points(*(t.to(triton_device) for t in (x, y, a, b)), 2, eps_list, debias, 1e-7, 500)
+        cpu = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, eps_list, debias, 1e-4, 60)
+        tri = kernel.sinkhorn_points(*(t.to(triton_device) for t in (x, y, a, b)), 2, eps_list, debias, 1e-4, 60)
         assert len(set(cpu[5].tolist())) > 1, "the problems should converge at different iterations"
         assert tri[5].cpu().tolist() == cpu[5].tolist()
         for t, c in zip(tri, cpu):

@@ -281,10 +281,12 @@ def test_frechet_distance_closed_forms(generator):
     want = ((mu1 - mu2) ** 2).sum() + ((a.sqrt() - b.sqrt()) ** 2).sum()
     got = metrics.frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b))
     assert got == pytest.approx(want.item(), rel=1e-10, abs=1e-12)
-    # Rotating both Gaussians together changes nothing.
+    # Rotating both Gaussians together changes nothing. The rotation leaves the
+    # zero eigenvalue at rounding size (about 1e-16 of the largest), and a
+    # matrix square root turns that into about 1e-8: the tolerance allows for it.
     q, _ = torch.linalg.qr(torch.randn(4, 4, generator=generator, dtype=torch.float64))
     rotated = metrics.frechet_distance(q @ mu1, q @ torch.diag(a) @ q.T, q @ mu2, q @ torch.diag(b) @ q.T)
-    assert rotated == pytest.approx(want.item(), rel=1e-8, abs=1e-10)
+    assert rotated == pytest.approx(want.item(), rel=1e-6, abs=1e-7)
     s = random_spd(generator, 4, rank=2)
     assert metrics.frechet_distance(mu1, s, mu1, s) == pytest.approx(0.0, abs=1e-10)
 

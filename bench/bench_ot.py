@@ -48,12 +48,9 @@ def bench_wasserstein_1d(benchmark, bench_device, setup, contender):
     fns = contenders(u, v, batch is not None)
     if contender not in fns:
         pytest.skip(f"{contender} has no batched 1-D solver")
-    ours = float(fns["fastgan"]().sum())
-    theirs = float(torch.as_tensor(fns[contender]()).sum())
-    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"{contender}: {theirs} != fastgan {ours}"
-    benchmark.group = f"wasserstein_1d / {setup} (cpu, float64)"
-    benchmark.extra_info["contender"] = contender
-    benchmark.pedantic(fns[contender], rounds=5 if batch is None else 10, warmup_rounds=1)
+    _check_and_time(
+        benchmark, fns, contender, f"wasserstein_1d / {setup} (cpu, float64)", 5 if batch is None else 10
+    )
 
 
 def _points(n: int, batch: int | None = None):
@@ -93,6 +90,16 @@ def _total(values) -> float:
     return float(np.sum(np.asarray(values, dtype=np.float64)))
 
 
+def _check_and_time(benchmark, fns, contender: str, group: str, rounds: int, against: str | None = None, run=None):
+    """Asserts that ``against`` (default: the contender) totals what fastgan does to 1e-9, then times the contender."""
+    against = against or contender
+    ours, theirs = _total(fns["fastgan"]()), _total(fns[against]())
+    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"{against}: {theirs} != fastgan {ours}"
+    benchmark.group = group
+    benchmark.extra_info["contender"] = contender
+    benchmark.pedantic(run or fns[contender], rounds=rounds, warmup_rounds=1)
+
+
 EMD_SETUPS = {"n1000": (1000, None), "n2000": (2000, None), "batch32_n128": (128, 32)}
 
 
@@ -105,12 +112,7 @@ def bench_exact_emd_uniform(benchmark, bench_device, setup, contender):
     n, batch = EMD_SETUPS[setup]
     x, y = _points(n, batch)
     fns = _emd_contenders(x, y)
-    ours = _total(fns["fastgan"]())
-    theirs = _total(fns[contender]())
-    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"{contender}: {theirs} != fastgan {ours}"
-    benchmark.group = f"exact EMD, uniform 2-D points / {setup} (cpu, float64)"
-    benchmark.extra_info["contender"] = contender
-    benchmark.pedantic(fns[contender], rounds=3, warmup_rounds=1)
+    _check_and_time(benchmark, fns, contender, f"exact EMD, uniform 2-D points / {setup} (cpu, float64)", 3)
 
 
 def _emd2_contenders(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
@@ -168,12 +170,7 @@ def bench_emd2(benchmark, bench_device, setup, contender):
         b = torch.rand(*lead, m, generator=gen, dtype=torch.float64) + 0.1
         a, b = a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True)
     fns = _emd2_contenders(x, y, a, b)
-    ours = _total(fns["fastgan"]())
-    theirs = _total(fns[contender]())
-    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"{contender}: {theirs} != fastgan {ours}"
-    benchmark.group = f"emd2, 2-D points, squared Euclidean / {setup} (cpu, float64)"
-    benchmark.extra_info["contender"] = contender
-    benchmark.pedantic(fns[contender], rounds=3, warmup_rounds=1)
+    _check_and_time(benchmark, fns, contender, f"emd2, 2-D points, squared Euclidean / {setup} (cpu, float64)", 3)
 
 
 GPU_ASSIGNMENT_SETUPS = {
@@ -207,9 +204,7 @@ def bench_exact_emd_uniform_gpu(benchmark, bench_device, setup, contender):
         return fastgan.ot.linear_sum_assignment(torch.cdist(xd.cpu(), yd.cpu()).square()).cost / n
 
     fns = {"fastgan": on_gpu, "fastgan_cpu": on_cpu, "pot": host["pot"]}
-    ours = _total(on_gpu().cpu())
-    theirs = _total(host["pot"]())
-    assert abs(ours - theirs) <= 1e-9 * abs(theirs), f"pot: {theirs} != fastgan on the GPU {ours}"
-    benchmark.group = f"exact EMD, uniform 2-D points / {setup} (cuda, float64)"
-    benchmark.extra_info["contender"] = contender
-    benchmark.pedantic(timed(fns[contender], bench_device), rounds=rounds, warmup_rounds=1)
+    _check_and_time(
+        benchmark, fns, contender, f"exact EMD, uniform 2-D points / {setup} (cuda, float64)", rounds,
+        against="pot", run=timed(fns[contender], bench_device),
+    )

@@ -403,6 +403,23 @@ double mass_tolerance(at::ScalarType dtype, int64_t count) {
 
 enum class Bad : int { kNone = 0, kNegativeA, kNegativeB, kNonFiniteM, kZeroMass, kMassMismatch };
 
+// Sums the weights w[0..count) into `mass` and lists the positive ones in
+// `support`; false at the first negative, NaN or infinite weight.
+template <typename scalar_t>
+bool scan_weights(const scalar_t* w, int64_t count, double& mass, std::vector<int64_t>& support) {
+  for (int64_t i = 0; i < count; ++i) {
+    const double x = static_cast<double>(w[i]);
+    if (!(x >= 0) || std::isinf(x)) {
+      return false;
+    }
+    mass += x;
+    if (x > 0) {
+      support.push_back(i);
+    }
+  }
+  return true;
+}
+
 // Solves problem `p` of the batch into plan (n x m, zero on entry), u, v, cost.
 template <typename scalar_t>
 Bad solve_problem(
@@ -410,25 +427,11 @@ Bad solve_problem(
     double tolerance, scalar_t* plan, double* u, double* v, double* cost, int32_t* status) {
   double mass_a = 0.0, mass_b = 0.0;
   std::vector<int64_t> rows, cols;
-  for (int64_t i = 0; i < n; ++i) {
-    const double w = static_cast<double>(a[i]);
-    if (!(w >= 0) || std::isinf(w)) {
-      return Bad::kNegativeA;
-    }
-    mass_a += w;
-    if (w > 0) {
-      rows.push_back(i);
-    }
+  if (!scan_weights(a, n, mass_a, rows)) {
+    return Bad::kNegativeA;
   }
-  for (int64_t j = 0; j < m; ++j) {
-    const double w = static_cast<double>(b[j]);
-    if (!(w >= 0) || std::isinf(w)) {
-      return Bad::kNegativeB;
-    }
-    mass_b += w;
-    if (w > 0) {
-      cols.push_back(j);
-    }
+  if (!scan_weights(b, m, mass_b, cols)) {
+    return Bad::kNegativeB;
   }
   double check = 0.0;
   for (int64_t k = 0; k < n * m; ++k) {

@@ -84,15 +84,21 @@ TORCH_LIBRARY(fastgan, m) {
   // (B,) (debiased: OT(a, b) - OT(a, a) / 2 - OT(b, b) / 2), the potentials
   // f (2, B, n), g (2, B, m), f_aa, g_bb (same, or empty without debias):
   // [0] the returned potentials, [1] the state the last step started from,
-  // and the iteration count (B,) int64.
+  // and the iteration count (B,) int64. With rho (unbalanced OT, a KL
+  // penalty of strength rho on the marginals) every softmin is damped by
+  // rho / (rho + eps) and the cost is GeomLoss's unbalanced one:
+  // (rho + eps / 2) <a, exp(-f_aa / rho) - exp(-f / rho)> + (same for b, g),
+  // or (rho + eps / 2) <a, 1 - exp(-f / rho)> + ... without debias.
   m.def(
       "sinkhorn_points(Tensor x, Tensor y, Tensor a, Tensor b, int p, float[] eps_list, "
-      "bool debias, float tol, int max_iter) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool debias, float tol, int max_iter, float? rho=None) "
+      "-> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
   // d cost / d(x, y) of sinkhorn_points times grad_cost (B,), from the
   // potentials it returned (envelope theorem; eps = the last eps).
   m.def(
       "sinkhorn_points_backward(Tensor grad_cost, Tensor x, Tensor y, Tensor a, Tensor b, "
-      "Tensor f, Tensor g, Tensor f_aa, Tensor g_bb, int p, float eps) -> (Tensor, Tensor)");
+      "Tensor f, Tensor g, Tensor f_aa, Tensor g_bb, int p, float eps, float? rho=None) "
+      "-> (Tensor, Tensor)");
 
   // Spectral normalisation (SN-GAN) of many layers at once. Runs n_iter
   // power-iteration steps, u <- normalize(W v), v <- normalize(W^T u), for

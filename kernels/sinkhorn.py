@@ -13,10 +13,14 @@ in PyTorch around these kernels, mirroring csrc/cpu/sinkhorn.cpp.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import triton
 import triton.language as tl
+
+from fastgan.reference.sinkhorn import damping, points_cost
 
 BLOCK_N = 32
 BLOCK_M = 64
@@ -160,12 +164,13 @@ def _log_weights(w: torch.Tensor) -> torch.Tensor:
     return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(), torch.full_like(w, -100000.0))
 
 
-def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter):
+def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter, rho=None):
     """Same contract as ``fastgan::sinkhorn_points`` (csrc/cpu/sinkhorn.cpp).
 
     Problems that have converged (tol >= 0) keep their potentials and drop
     out of the launches: later iterations run on the problems still moving.
     """
+    rho = None if rho is None or math.isinf(rho) else _positive_rho(rho)
     x, y, a, b = x.contiguous(), y.contiguous(), a.contiguous(), b.contiguous()
     la, lb = _log_weights(a), _log_weights(b)
     schedule = len(eps_list)
@@ -179,7 +184,8 @@ def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter):
         ]
         if debias:
             out += [sinkhorn_softmin(xs, xs, las + faa / eps, eps, p), sinkhorn_softmin(ys, ys, lbs + gbb / eps, eps, p)]
-        return out
+        lam = damping(eps, rho)
+        return out if lam == 1.0 else [lam * t for t in out]
 
     zf, zg = torch.zeros_like(a), torch.zeros_like(b)
     state = step(eps_list[0], zf, zg, zf, zg)
@@ -215,26 +221,45 @@ def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter):
             sel = None if moving.numel() == batch else moving
     f, g, faa, gbb = state
     final = step(final_eps, f, g, faa, gbb)
-    cost = (a * final[0]).sum(1) + (b * final[1]).sum(1)
     empty = x.new_empty((0,))
     if debias:
-        cost = cost - (a * final[2]).sum(1) - (b * final[3]).sum(1)
+        cost = points_cost(a, b, *final, final_eps, rho)
         return cost, torch.stack((final[0], f)), torch.stack((final[1], g)), torch.stack((final[2], faa)), torch.stack((final[3], gbb)), n_iter
+    cost = points_cost(a, b, final[0], final[1], None, None, final_eps, rho)
     return cost, torch.stack((final[0], f)), torch.stack((final[1], g)), empty, empty.clone(), n_iter
 
 
-def sinkhorn_points_backward(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps):
+def _positive_rho(rho: float) -> float:
+    if not rho > 0:
+        raise ValueError(f"fastgan::sinkhorn_points: `rho` must be > 0 (or None / inf for balanced OT), got {rho}")
+    return float(rho)
+
+
+def _envelope_term(pot, w, grad_cost, eps, rho):
+    """(potential of the softmin itself, row scale) of one transport term.
+
+    pot = lambda softmin with lambda = rho / (rho + eps) (1 balanced); the
+    term's plan rows are w_i e^{-pot_i / rho} times the softmin's normalised
+    weights, so the rows get the scale grad_cost w_i e^{-pot_i / rho} and
+    the undamped potential pot / lambda (as csrc/cpu/sinkhorn.cpp).
+    """
+    scale = grad_cost[:, None] * w
+    if rho is None:
+        return pot.contiguous(), scale.contiguous()
+    return (pot / damping(eps, rho)).contiguous(), (scale * torch.exp(-pot / rho)).contiguous()
+
+
+def sinkhorn_points_backward(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps, rho=None):
     """Same contract as ``fastgan::sinkhorn_points_backward``."""
+    rho = None if rho is None or math.isinf(rho) else _positive_rho(rho)
     x, y = x.contiguous(), y.contiguous()
     debias = faa.numel() > 0
     la, lb = _log_weights(a), _log_weights(b)
-    sa = (grad_cost[:, None] * a).contiguous()
-    sb = (grad_cost[:, None] * b).contiguous()
     gx = torch.zeros_like(x)
     gy = torch.zeros_like(y)
-    _envelope(x, y, (lb + g[1] / eps).contiguous(), f[0].contiguous(), sa, gx, eps, 1.0, p)
-    _envelope(y, x, (la + f[1] / eps).contiguous(), g[0].contiguous(), sb, gy, eps, 1.0, p)
+    _envelope(x, y, (lb + g[1] / eps).contiguous(), *_envelope_term(f[0], a, grad_cost, eps, rho), gx, eps, 1.0, p)
+    _envelope(y, x, (la + f[1] / eps).contiguous(), *_envelope_term(g[0], b, grad_cost, eps, rho), gy, eps, 1.0, p)
     if debias:
-        _envelope(x, x, (la + faa[1] / eps).contiguous(), faa[0].contiguous(), sa, gx, eps, -1.0, p)
-        _envelope(y, y, (lb + gbb[1] / eps).contiguous(), gbb[0].contiguous(), sb, gy, eps, -1.0, p)
+        _envelope(x, x, (la + faa[1] / eps).contiguous(), *_envelope_term(faa[0], a, grad_cost, eps, rho), gx, eps, -1.0, p)
+        _envelope(y, y, (lb + gbb[1] / eps).contiguous(), *_envelope_term(gbb[0], b, grad_cost, eps, rho), gy, eps, -1.0, p)
     return gx, gy

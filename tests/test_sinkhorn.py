@@ -203,6 +203,90 @@ def test_divergence_matches_geomloss(p, debias, batch, n, m, d, generator):
         assert float((ours - theirs).abs().max()) <= 1e-4 * scale, name
 
 
+# Unbalanced OT (reach). GeomLoss's value is (rho + eps/2) T (see
+# fastgan.reference.sinkhorn.points_cost); its autograd differentiates that
+# expression, while the derivative of the unbalanced cost at fixed potentials
+# carries (rho + eps) (Sejourne et al. 2019, Prop. 12; GeomLoss's
+# UnbalancedWeight.backward says so but autograd never calls it). So the
+# values must agree and the gradients must agree after that rescaling; the
+# finite-difference test below checks which one is the derivative.
+
+
+def unbalanced_inputs(generator, batch, n, m, d):
+    x, y = clouds(generator, n, m, d, batch)
+    a, b = histogram(n, generator, batch), 1.4 * histogram(m, generator, batch)  # unequal masses
+    return x, y, a, b
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("debias", [True, False])
+@pytest.mark.parametrize("reach", [0.3, 1.5])
+@pytest.mark.parametrize("batch,n,m,d", [((), 50, 35, 2), ((2,), 21, 30, 3)])
+def test_unbalanced_divergence_matches_geomloss(p, debias, reach, batch, n, m, d, generator):
+    x, y, a, b = unbalanced_inputs(generator, batch, n, m, d)
+    blur, scaling = 0.05, 0.5
+    loss = geomloss.SamplesLoss(
+        "sinkhorn", p=p, blur=blur, scaling=scaling, debias=debias, reach=reach, backend="tensorized"
+    )
+    theirs = [t.clone().requires_grad_() for t in (x, y, a, b)]
+    expected = loss(theirs[2], theirs[0], theirs[3], theirs[1])
+    expected_grads = torch.autograd.grad(expected.sum(), theirs)
+    rho, eps = reach**p, blur**p
+    ratio = (rho + eps) / (rho + eps / 2)
+    wanted = [ratio * expected_grads[0], ratio * expected_grads[1]]
+    if debias:
+        wanted += [ratio * expected_grads[2], ratio * expected_grads[3]]
+    else:  # d/da_i of the mass terms of the cost as well: -eps / 2
+        wanted += [ratio * expected_grads[2] - eps / 2, ratio * expected_grads[3] - eps / 2]
+    for backend in ("auto", "reference"):
+        leaves = [t.clone().requires_grad_() for t in (x, y, a, b)]
+        value = sinkhorn_divergence(*leaves, p=p, blur=blur, scaling=scaling, debias=debias, reach=reach, backend=backend)
+        grads = torch.autograd.grad(value.sum(), leaves)
+        torch.testing.assert_close(value.detach(), expected.detach(), rtol=1e-9, atol=1e-12)
+        for ours, want, name in zip(grads, wanted, "xyab"):
+            scale = float(want.abs().max()) + 1e-12
+            assert float((ours - want).abs().max()) <= 1e-8 * scale, (backend, name)
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("debias", [True, False])
+def test_unbalanced_divergence_gradcheck(p, debias, generator):
+    n, m = 5, 6
+    x, y = clouds(generator, n, m, batch=(2,))
+    wa = torch.rand(2, n, generator=generator, dtype=torch.float64) + 0.2
+    wb = torch.rand(2, m, generator=generator, dtype=torch.float64) + 0.2
+
+    # Converged potentials: the envelope gradient is the exact derivative,
+    # with respect to the unnormalised weights too (masses differ freely).
+    def f(x, y, wa, wb):
+        return sinkhorn_divergence(
+            x, y, wa, wb, p=p, blur=0.7, tol=1e-14, max_iter=20_000, diameter=4.0, reach=0.8, debias=debias
+        )
+
+    inputs = tuple(t.clone().requires_grad_() for t in (x, y, wa, wb))
+    assert torch.autograd.gradcheck(f, inputs, atol=1e-7, rtol=1e-5)
+
+
+def test_unbalanced_limits(generator):
+    x, y = clouds(generator, 30, 25, batch=(2,))
+    a, b = histogram(30, generator, (2,)), histogram(25, generator, (2,))
+    # rho -> infinity: the balanced divergence (the damping and the cost's
+    # expansion differ from it by O(eps / rho) and O(f / rho)).
+    balanced = sinkhorn_divergence(x, y, a, b)
+    torch.testing.assert_close(sinkhorn_divergence(x, y, a, b, reach=1e4), balanced, rtol=1e-5, atol=0)
+    # Two clusters far apart: balanced OT pays the squared distance; the
+    # unbalanced one destroys both masses instead (no plan: e^{-f/rho} = 0),
+    # so OT_eps,rho = (rho + eps/2)(mass(a) + mass(b)), and the debiased
+    # divergence is smaller by the self terms.
+    far = y + 100.0
+    assert float(sinkhorn_divergence(x, far, a, b).min()) > 4000
+    rho, eps = 0.5**2, 0.05**2
+    raw = sinkhorn_divergence(x, far, a, 1.3 * b, reach=0.5, debias=False)
+    torch.testing.assert_close(raw, torch.full_like(raw, (rho + eps / 2) * 2.3), rtol=1e-12, atol=0)
+    debiased = sinkhorn_divergence(x, far, a, 1.3 * b, reach=0.5)
+    assert bool((debiased > 0).all()) and bool((debiased < raw).all())
+
+
 @pytest.mark.parametrize("blur,scaling", [(0.2, 0.7), (0.01, 0.9)])
 def test_divergence_schedules_match_geomloss(blur, scaling, generator):
     x, y = clouds(generator, 30, 40)
@@ -354,8 +438,9 @@ def test_bad_input_divergence(generator):
             sinkhorn_divergence(x, y, **{name: 0.0})
     with pytest.raises(ValueError, match="`scaling`"):
         sinkhorn_divergence(x, y, scaling=1.5)
-    with pytest.raises(NotImplementedError, match="reach"):
-        sinkhorn_divergence(x, y, reach=1.0)
+    for reach in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`reach`"):
+            sinkhorn_divergence(x, y, reach=reach)
     with pytest.raises(TypeError, match="`y` has"):
         sinkhorn_divergence(x, y.float())
     with pytest.raises(ValueError, match="`x` must have shape"):
@@ -373,6 +458,17 @@ def test_kernels_check_their_arguments(generator):
         torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, [1.0, 0.0], True, -1.0, 10)
     with pytest.raises(ValueError, match="`b` must have shape"):
         torch.ops.fastgan.sinkhorn_points(x, y, a, a, 2, [1.0], True, -1.0, 10)
+    for rho in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="`rho`"):
+            torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, [1.0], True, -1.0, 10, rho)
+        out = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, [1.0], True, -1.0, 10)
+        with pytest.raises(ValueError, match="`rho`"):
+            torch.ops.fastgan.sinkhorn_points_backward(b.new_ones(1), x, y, a, b, *out[1:5], 2, 1.0, rho)
+    # rho = inf is balanced transport.
+    balanced = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, [1.0], True, -1.0, 10)
+    torch.testing.assert_close(
+        torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, [1.0], True, -1.0, 10, float("inf"))[0], balanced[0]
+    )
     with pytest.raises(ValueError, match="`reg`"):
         torch.ops.fastgan.sinkhorn_log(a, b, sq_cost(x, y), 0.0, 10, 1e-9)
     with pytest.raises(TypeError, match="`h` has dtype"):
@@ -425,6 +521,12 @@ def test_opcheck(generator):
         torch.library.opcheck(
             torch.ops.fastgan.sinkhorn_points_backward.default, (grad, x, y, a, b, *out[1:5], 1, eps_list[-1])
         )
+        # Unbalanced (rho).
+        torch.library.opcheck(torch.ops.fastgan.sinkhorn_points.default, (*args, 0.7))
+        out = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 2, eps_list, debias, -1.0, 10, 0.7)
+        torch.library.opcheck(
+            torch.ops.fastgan.sinkhorn_points_backward.default, (grad, x, y, a, b, *out[1:5], 2, eps_list[-1], 0.7)
+        )
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
@@ -449,6 +551,26 @@ def test_triton_kernels_match_cpu_kernels(triton_device, dtype, generator):
     gc = torch.ops.fastgan.sinkhorn_points_backward(grad, x, y, a, b, *cpu[1:5], 2, eps_list[-1])
     for t, c in zip(gt, gc):
         torch.testing.assert_close(t.cpu(), c, **tol)
+
+
+@pytest.mark.parametrize("debias", [True, False])
+def test_triton_unbalanced_matches_cpu_kernels(triton_device, debias, generator):
+    from fastgan.kernels import sinkhorn as kernel
+
+    x, y = clouds(generator, 9, 14, d=2, batch=(2,))
+    a, b = histogram(9, generator, (2,)), 0.7 * histogram(14, generator, (2,))
+    eps_list = sinkhorn_module.epsilon_schedule(1, 5.0, 0.3, 0.5)
+    rho = 0.6
+    dev = triton_device
+    tri = kernel.sinkhorn_points(*(t.to(dev) for t in (x, y, a, b)), 1, eps_list, debias, -1.0, 100, rho)
+    cpu = torch.ops.fastgan.sinkhorn_points(x, y, a, b, 1, eps_list, debias, -1.0, 100, rho)
+    for t, c in zip(tri, cpu):
+        torch.testing.assert_close(t.cpu(), c, rtol=1e-12, atol=1e-12)
+    grad = torch.rand(2, generator=generator, dtype=torch.float64)
+    gt = kernel.sinkhorn_points_backward(grad.to(dev), *(t.to(dev) for t in (x, y, a, b)), *tri[1:5], 1, eps_list[-1], rho)
+    gc = torch.ops.fastgan.sinkhorn_points_backward(grad, x, y, a, b, *cpu[1:5], 1, eps_list[-1], rho)
+    for t, c in zip(gt, gc):
+        torch.testing.assert_close(t.cpu(), c, rtol=1e-12, atol=1e-12)
 
 
 def test_triton_points_per_problem_convergence(triton_device, generator):

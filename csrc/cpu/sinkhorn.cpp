@@ -21,7 +21,8 @@
 //    order and stopping test, each problem stopping on its own.
 //  - sinkhorn_softmin: the point-cloud softmin itself.
 //  - sinkhorn_points: GeomLoss's symmetric eps-scaling loop (debiased or
-//    not), optionally continued at the final eps until a tolerance.
+//    not, balanced or unbalanced), optionally continued at the final eps
+//    until a tolerance.
 //  - sinkhorn_points_backward: the envelope gradients from the potentials,
 //    one streaming pass per transport term.
 
@@ -36,6 +37,7 @@
 #include <array>
 #include <atomic>
 #include <cmath>
+#include <optional>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -585,13 +587,21 @@ constexpr const char* kPointsOp = "fastgan::sinkhorn_points";
 // read the previous potentials and the new ones are averaged with them
 // (symmetric Sinkhorn). The last step is an "extrapolation" from the state
 // to the returned potentials, which is what the gradient differentiates.
+// Unbalanced OT (rho > 0; 0 stands for balanced) damps every softmin by
+// rho / (rho + eps).
 template <typename T>
 struct PointsProblem {
   const T *x, *y, *xt, *yt, *a, *b;
   int64_t n, m, d;
   int p;
   bool debias;
+  double rho;
 };
+
+// The damping of a softmin at `eps`: 1 for balanced OT.
+inline double damping(double rho, double eps) {
+  return rho > 0 ? rho / (rho + eps) : 1.0;
+}
 
 template <typename T>
 void softmin_all(
@@ -599,6 +609,7 @@ void softmin_all(
     const std::vector<T>& loga, const std::vector<T>& logb, std::vector<T>& hx, std::vector<T>& hy,
     std::vector<T>& hxx, std::vector<T>& hyy, T* f_out, T* g_out, T* faa_out, T* gbb_out) {
   const T inv = T(1) / eps;
+  const T lambda = static_cast<T>(damping(q.rho, static_cast<double>(eps)));
   const int64_t n = q.n, m = q.m;
   for (int64_t j = 0; j < m; ++j) hy[j] = logb[j] + (g ? g[j] * inv : T(0));
   for (int64_t i = 0; i < n; ++i) hx[i] = loga[i] + (f ? f[i] * inv : T(0));
@@ -606,41 +617,77 @@ void softmin_all(
     for (int64_t i = 0; i < n; ++i) hxx[i] = loga[i] + (faa ? faa[i] * inv : T(0));
     for (int64_t j = 0; j < m; ++j) hyy[j] = logb[j] + (gbb ? gbb[j] * inv : T(0));
   }
+  // The softmins of an update, each as (rows, columns in feature-major
+  // layout, h, column count, output):
+  //   f_i = softmin_j over y with h = log b + g / eps; g_j over x likewise;
+  //   f_aa over x against x and g_bb over y against y when debiased.
+  struct Term {
+    const T *rows, *cols_t, *h;
+    int64_t count, ncols;
+    T* out;
+  };
+  const Term terms[4] = {
+      {q.x, q.yt, hy.data(), n, m, f_out},
+      {q.y, q.xt, hx.data(), m, n, g_out},
+      {q.x, q.xt, hxx.data(), n, n, faa_out},
+      {q.y, q.yt, hyy.data(), m, m, gbb_out},
+  };
   // One parallel region over the rows of every softmin of this update.
   const int64_t rows = q.debias ? 2 * (n + m) : n + m;
   const int64_t grain = row_grain(std::max(n, m), q.d);
   at::parallel_for(0, rows, grain, [&](int64_t r0, int64_t r1) {
     while (r0 < r1) {
-      int64_t r = r0, kind = 0, count = n;
-      const int64_t sizes[4] = {n, m, n, m};
-      while (r >= sizes[kind]) {
-        r -= sizes[kind];
+      int64_t r = r0, kind = 0;
+      while (r >= terms[kind].count) {
+        r -= terms[kind].count;
         ++kind;
       }
-      count = sizes[kind];
-      const int64_t i1 = std::min(count, r + (r1 - r0));
-      switch (kind) {
-        case 0:  // f_i = softmin_j over y with h = log b + g / eps
-          softmin_points(q.p, q.x, q.yt, hy.data(), m, q.d, eps, f_out, r, i1);
-          break;
-        case 1:  // g_j = softmin_i over x with h = log a + f / eps
-          softmin_points(q.p, q.y, q.xt, hx.data(), n, q.d, eps, g_out, r, i1);
-          break;
-        case 2:
-          softmin_points(q.p, q.x, q.xt, hxx.data(), n, q.d, eps, faa_out, r, i1);
-          break;
-        default:
-          softmin_points(q.p, q.y, q.yt, hyy.data(), m, q.d, eps, gbb_out, r, i1);
-          break;
+      const Term& t = terms[kind];
+      const int64_t i1 = std::min(t.count, r + (r1 - r0));
+      softmin_points(q.p, t.rows, t.cols_t, t.h, t.ncols, q.d, eps, t.out, r, i1);
+      if (q.rho > 0) {
+        for (int64_t i = r; i < i1; ++i) t.out[i] *= lambda;
       }
       r0 += i1 - r;
     }
   });
 }
 
+// rho of the op's optional argument: 0 for balanced OT (none, or +inf).
+double unbalanced_rho(const std::optional<double>& rho, const char* op) {
+  if (!rho.has_value() || std::isinf(*rho)) {
+    return 0.0;
+  }
+  TORCH_CHECK_VALUE(*rho > 0, op, ": `rho` must be > 0 (or None / inf for balanced OT), got ", *rho);
+  return *rho;
+}
+
+// The cost of one problem from its returned potentials (float64 sums).
+// Balanced: <a, f - f_aa> + <b, g - g_bb> (without debias, f_aa = g_bb = 0).
+// Unbalanced (GeomLoss, Sejourne et al. 2019):
+// (rho + eps / 2) (<a, e^{-f_aa / rho} - e^{-f / rho}> + <b, e^{-g_bb / rho} - e^{-g / rho}>),
+// with e^{-f_aa / rho} = e^{-g_bb / rho} = 1 without debias.
+template <typename T>
+double points_cost(
+    const PointsProblem<T>& q, double eps, const T* f, const T* g, const T* faa, const T* gbb) {
+  const double rho = q.rho;
+  auto side = [&](const T* w, const T* pot, const T* self, int64_t count) {
+    double total = 0.0;
+    for (int64_t i = 0; i < count; ++i) {
+      const double fi = pot[i], si = self ? static_cast<double>(self[i]) : 0.0;
+      const double term = rho > 0 ? std::exp(-si / rho) - std::exp(-fi / rho) : fi - si;
+      total += static_cast<double>(w[i]) * term;
+    }
+    return total;
+  };
+  const double total = side(q.a, f, faa, q.n) + side(q.b, g, gbb, q.m);
+  return rho > 0 ? (rho + 0.5 * eps) * total : total;
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> sinkhorn_points(
     const at::Tensor& x, const at::Tensor& y, const at::Tensor& a, const at::Tensor& b, int64_t p,
-    at::ArrayRef<double> eps_list, bool debias, double tol, int64_t max_iter) {
+    at::ArrayRef<double> eps_list, bool debias, double tol, int64_t max_iter,
+    std::optional<double> rho_arg) {
   check_points(x, y, p, kPointsOp);
   const int64_t batch = x.size(0), n = x.size(1), m = y.size(1), d = x.size(2);
   check_like(a, x, kPointsOp, "a", "x");
@@ -652,6 +699,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     TORCH_CHECK_VALUE(std::isfinite(e) && e > 0, kPointsOp, ": `eps_list` holds ", e, "; every eps must be finite and > 0");
   }
   TORCH_CHECK_VALUE(!std::isnan(tol), kPointsOp, ": `tol` is NaN");
+  const double rho = unbalanced_rho(rho_arg, kPointsOp);
   const int64_t schedule = static_cast<int64_t>(eps_list.size());
   TORCH_CHECK_VALUE(
       max_iter >= schedule, kPointsOp, ": `max_iter` (", max_iter,
@@ -685,7 +733,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
             xc.const_data_ptr<T>() + pb * n * d, yc.const_data_ptr<T>() + pb * m * d,
             xt.const_data_ptr<T>() + pb * n * d, yt.const_data_ptr<T>() + pb * m * d,
             ac.const_data_ptr<T>() + pb * n, bc.const_data_ptr<T>() + pb * m, n, m, d,
-            static_cast<int>(p), debias};
+            static_cast<int>(p), debias, rho};
         // GeomLoss's log weights: log 0 taken as -1e5.
         for (int64_t i = 0; i < n; ++i) loga[i] = q.a[i] > 0 ? std::log(q.a[i]) : T(-100000);
         for (int64_t j = 0; j < m; ++j) logb[j] = q.b[j] > 0 ? std::log(q.b[j]) : T(-100000);
@@ -731,14 +779,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
             fo, go, faao, gbbo);
         std::copy(fs.begin(), fs.end(), fo + batch * n);
         std::copy(gs.begin(), gs.end(), go + batch * m);
-        double total = 0.0;
-        for (int64_t i = 0; i < n; ++i) total += static_cast<double>(q.a[i]) * (fo[i] - (debias ? faao[i] : T(0)));
-        for (int64_t j = 0; j < m; ++j) total += static_cast<double>(q.b[j]) * (go[j] - (debias ? gbbo[j] : T(0)));
         if (debias) {
           std::copy(faas.begin(), faas.end(), faao + batch * n);
           std::copy(gbbs.begin(), gbbs.end(), gbbo + batch * m);
         }
-        cost.data_ptr<T>()[pb] = static_cast<T>(total);
+        cost.data_ptr<T>()[pb] = static_cast<T>(points_cost(q, eps_list.back(), fo, go, faao, gbbo));
       }
     });
   });
@@ -750,7 +795,7 @@ constexpr const char* kBackwardOp = "fastgan::sinkhorn_points_backward";
 std::tuple<at::Tensor, at::Tensor> sinkhorn_points_backward(
     const at::Tensor& grad_cost, const at::Tensor& x, const at::Tensor& y, const at::Tensor& a,
     const at::Tensor& b, const at::Tensor& f, const at::Tensor& g, const at::Tensor& faa,
-    const at::Tensor& gbb, int64_t p, double eps) {
+    const at::Tensor& gbb, int64_t p, double eps, std::optional<double> rho_arg) {
   check_points(x, y, p, kBackwardOp);
   const int64_t batch = x.size(0), n = x.size(1), m = y.size(1), d = x.size(2);
   const bool debias = faa.numel() > 0;
@@ -771,6 +816,7 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_points_backward(
     TORCH_CHECK_VALUE(gbb.numel() == 0, kBackwardOp, ": `f_aa` is empty (not debiased) but `g_bb` is not");
   }
   TORCH_CHECK_VALUE(std::isfinite(eps) && eps > 0, kBackwardOp, ": `eps` must be finite and > 0, got ", eps);
+  const double rho = unbalanced_rho(rho_arg, kBackwardOp);
   at::Tensor gx = at::zeros({batch, n, d}, x.options());
   at::Tensor gy = at::zeros({batch, m, d}, x.options());
   if (gx.numel() == 0 && gy.numel() == 0) {
@@ -782,28 +828,62 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_points_backward(
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), kBackwardOp, [&] {
     using T = scalar_t;
     const T e = static_cast<T>(eps), inv = T(1) / e;
-    // Per problem: h vectors of the final softmins (from the state
-    // potentials) and the row scales grad_cost * weight.
-    std::vector<T> hy(batch * m), hx(batch * n), hyy(debias ? batch * m : 0), hxx(debias ? batch * n : 0);
-    std::vector<T> sa(batch * n), sb(batch * m);
+    // Each transport term (x against y, y against x, and with debias x
+    // against x, y against y) has potentials f = lambda softmin, lambda =
+    // rho / (rho + eps) (1 balanced). Its plan has rows w_i e^{-f_i / rho}
+    // times the softmin's normalised weights (e^{-f/rho} = 1 balanced), so
+    // the rows get the scale grad_cost * w_i e^{-f_i / rho} and the
+    // softmin's own potential f_i / lambda. This is the derivative of the
+    // returned cost (GeomLoss's own autograd scales unbalanced position
+    // gradients by (rho + eps / 2) / (rho + eps) instead).
+    const double lambda = damping(rho, eps);
+    auto scale_of = [&](T grad_w, T pot) {
+      return rho > 0 ? static_cast<T>(grad_w * std::exp(-static_cast<double>(pot) / rho)) : grad_w;
+    };
+    // Per transport term, for every problem: h over its columns (from the
+    // state potentials), and per row the softmin's potential and the scale.
+    struct Term {
+      std::vector<T> h, pot, scale;
+      Term(int64_t rows, int64_t cols) : h(cols), pot(rows), scale(rows) {}
+    };
+    Term xy(batch * n, batch * m), yx(batch * m, batch * n);
+    Term xx(debias ? batch * n : 0, debias ? batch * n : 0), yy(debias ? batch * m : 0, debias ? batch * m : 0);
     const at::Tensor gcc = grad_cost.contiguous();
     for (int64_t pb = 0; pb < batch; ++pb) {
       const T gcb = gcc.const_data_ptr<T>()[pb];
       const T* ap = ac.const_data_ptr<T>() + pb * n;
       const T* bp = bc.const_data_ptr<T>() + pb * m;
+      const T* f0 = fc.const_data_ptr<T>() + pb * n;
       const T* fs = fc.const_data_ptr<T>() + (batch + pb) * n;
+      const T* g0 = gc.const_data_ptr<T>() + pb * m;
       const T* gs = gc.const_data_ptr<T>() + (batch + pb) * m;
+      const T* faa0 = debias ? faac.const_data_ptr<T>() + pb * n : nullptr;
+      const T* faas = debias ? faac.const_data_ptr<T>() + (batch + pb) * n : nullptr;
+      const T* gbb0 = debias ? gbbc.const_data_ptr<T>() + pb * m : nullptr;
+      const T* gbbs = debias ? gbbc.const_data_ptr<T>() + (batch + pb) * m : nullptr;
       for (int64_t i = 0; i < n; ++i) {
+        const int64_t k = pb * n + i;
         const T la = ap[i] > 0 ? std::log(ap[i]) : T(-100000);
-        hx[pb * n + i] = la + fs[i] * inv;
-        if (debias) hxx[pb * n + i] = la + faac.const_data_ptr<T>()[(batch + pb) * n + i] * inv;
-        sa[pb * n + i] = gcb * ap[i];
+        yx.h[k] = la + fs[i] * inv;
+        xy.pot[k] = static_cast<T>(f0[i] / lambda);
+        xy.scale[k] = scale_of(gcb * ap[i], f0[i]);
+        if (debias) {
+          xx.h[k] = la + faas[i] * inv;
+          xx.pot[k] = static_cast<T>(faa0[i] / lambda);
+          xx.scale[k] = scale_of(gcb * ap[i], faa0[i]);
+        }
       }
       for (int64_t j = 0; j < m; ++j) {
+        const int64_t k = pb * m + j;
         const T lb = bp[j] > 0 ? std::log(bp[j]) : T(-100000);
-        hy[pb * m + j] = lb + gs[j] * inv;
-        if (debias) hyy[pb * m + j] = lb + gbbc.const_data_ptr<T>()[(batch + pb) * m + j] * inv;
-        sb[pb * m + j] = gcb * bp[j];
+        xy.h[k] = lb + gs[j] * inv;
+        yx.pot[k] = static_cast<T>(g0[j] / lambda);
+        yx.scale[k] = scale_of(gcb * bp[j], g0[j]);
+        if (debias) {
+          yy.h[k] = lb + gbbs[j] * inv;
+          yy.pot[k] = static_cast<T>(gbb0[j] / lambda);
+          yy.scale[k] = scale_of(gcb * bp[j], gbb0[j]);
+        }
       }
     }
     // Rows of x then rows of y, every problem, in one parallel region.
@@ -821,17 +901,18 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_points_backward(
         const T* yp = yc.const_data_ptr<T>() + pb * m * d;
         const T* xtp = xt.const_data_ptr<T>() + pb * n * d;
         const T* ytp = yt.const_data_ptr<T>() + pb * m * d;
+        const int64_t xo = pb * n, yo = pb * m;
         if (xside) {
           T* out = gx.data_ptr<T>() + pb * n * d;
-          envelope(pp, xp, ytp, hy.data() + pb * m, fc.const_data_ptr<T>() + pb * n, sa.data() + pb * n, m, d, e, T(1), out, r, i1);
+          envelope(pp, xp, ytp, xy.h.data() + yo, xy.pot.data() + xo, xy.scale.data() + xo, m, d, e, T(1), out, r, i1);
           if (debias) {
-            envelope(pp, xp, xtp, hxx.data() + pb * n, faac.const_data_ptr<T>() + pb * n, sa.data() + pb * n, n, d, e, T(-1), out, r, i1);
+            envelope(pp, xp, xtp, xx.h.data() + xo, xx.pot.data() + xo, xx.scale.data() + xo, n, d, e, T(-1), out, r, i1);
           }
         } else {
           T* out = gy.data_ptr<T>() + pb * m * d;
-          envelope(pp, yp, xtp, hx.data() + pb * n, gc.const_data_ptr<T>() + pb * m, sb.data() + pb * m, n, d, e, T(1), out, r, i1);
+          envelope(pp, yp, xtp, yx.h.data() + xo, yx.pot.data() + yo, yx.scale.data() + yo, n, d, e, T(1), out, r, i1);
           if (debias) {
-            envelope(pp, yp, ytp, hyy.data() + pb * m, gbbc.const_data_ptr<T>() + pb * m, sb.data() + pb * m, m, d, e, T(-1), out, r, i1);
+            envelope(pp, yp, ytp, yy.h.data() + yo, yy.pot.data() + yo, yy.scale.data() + yo, m, d, e, T(-1), out, r, i1);
           }
         }
         r0 += i1 - r;

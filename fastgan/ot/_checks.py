@@ -28,8 +28,9 @@ def mass_tolerance(dtype: torch.dtype, count: int) -> float:
     return max(1e-6, 4 * torch.finfo(dtype).eps * math.sqrt(count))
 
 
-def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:
-    """Finite, non-negative weights (..., n) and (..., m) with positive, equal masses per problem."""
+def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, same_mass: bool = True) -> None:
+    """Finite, non-negative weights (..., n) and (..., m) with positive masses per problem,
+    equal unless ``same_mass`` is False (unbalanced transport)."""
     for w, name in zip((a, b), names):
         check_finite(w, name)
         if bool((w < 0).any()):
@@ -37,6 +38,8 @@ def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> N
     ma, mb = a.detach().sum(-1), b.detach().sum(-1)
     if bool((ma <= 0).any()) or bool((mb <= 0).any()):
         raise ValueError(f"`{names[0]}` or `{names[1]}` has zero total mass")
+    if not same_mass:
+        return
     gap = float(((ma - mb).abs() / torch.maximum(ma, mb)).max()) if ma.numel() else 0.0
     if gap > mass_tolerance(a.dtype, a.shape[-1] + b.shape[-1]):
         raise ValueError(

@@ -22,7 +22,7 @@ the cost recomputed from the points: memory stays :math:`O((n + m) d)`.
   divergence :math:`S_\varepsilon = \mathrm{OT}_\varepsilon(a, b) -
   \tfrac12 \mathrm{OT}_\varepsilon(a, a) - \tfrac12 \mathrm{OT}_\varepsilon(b, b)`,
   and gradients from the final potentials (envelope theorem), never by
-  backpropagating through the iterations.
+  backpropagating through the iterations; ``reach`` for unbalanced OT.
 """
 
 from __future__ import annotations
@@ -232,6 +232,18 @@ def sinkhorn_divergence(
         = \langle a, f_{ab} - f_{aa} \rangle + \langle b, g_{ab} - g_{bb} \rangle,
 
     else :math:`\mathrm{OT}_\varepsilon(a, b) = \langle a, f \rangle + \langle b, g \rangle`.
+    With ``reach`` (unbalanced OT: the marginal constraints become a KL
+    penalty of strength :math:`\rho = \text{reach}^p`, so mass far from the
+    other cloud may be created or destroyed instead of transported), every
+    softmin is damped by :math:`\rho / (\rho + \varepsilon)` and
+
+    .. math:: S_{\varepsilon,\rho} = (\rho + \tfrac{\varepsilon}{2})
+        \big(\langle a, e^{-f_{aa}/\rho} - e^{-f_{ab}/\rho} \rangle
+        + \langle b, e^{-g_{bb}/\rho} - e^{-g_{ab}/\rho} \rangle\big)
+
+    (without ``debias``, :math:`e^{-f_{aa}/\rho}` and :math:`e^{-g_{bb}/\rho}`
+    are 1): GeomLoss's formula (Séjourné et al. 2019). The masses of a and b
+    may then differ.
     The symmetric updates run over GeomLoss's schedule: :math:`\varepsilon`
     from diameter^p down to blur^p by factors scaling^p, one iteration per
     value, then the potentials are extrapolated once more at blur^p (so the
@@ -249,10 +261,13 @@ def sinkhorn_divergence(
         x: ``(n, d)`` or ``(B, n, d)``, float32 or float64, finite.
         y: ``(m, d)`` or ``(B, m, d)``.
         a, b: weights ``(n,)`` / ``(B, n)`` and ``(m,)`` / ``(B, m)``, non-negative
-            and of equal mass; None for uniform (1/n, 1/m).
+            and of equal mass (any positive masses with ``reach``); None for
+            uniform (1/n, 1/m).
         p: 1 or 2. blur, scaling: GeomLoss's (scaling in (0, 1)).
         debias: the debiased divergence (True) or OT_eps (False).
-        reach: unbalanced OT; not implemented (NotImplementedError).
+        reach: None (balanced OT) or a finite length > 0: unbalanced OT
+            with :math:`\rho = \text{reach}^p`; transport over distances
+            well beyond reach is replaced by creating or destroying mass.
         diameter: the schedule's start; None computes GeomLoss's (the
             diagonal of the bounding box of all points of the batch).
         tol, max_iter: optional convergence at the final eps (see above).
@@ -263,13 +278,12 @@ def sinkhorn_divergence(
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    if reach is not None:
-        raise NotImplementedError(
-            "sinkhorn_divergence: unbalanced transport (`reach`) is not implemented; use reach=None"
-        )
     if isinstance(p, bool) or p not in (1, 2):
         raise ValueError(f"`p` must be 1 or 2, got {p!r}")
     p = int(p)
+    rho = None if reach is None else positive(reach, "reach") ** p
+    if rho is not None and math.isinf(rho):  # reach^p beyond float range: balanced
+        rho = None
     blur = positive(blur, "blur")
     scaling = positive(scaling, "scaling")
     if scaling >= 1:
@@ -294,7 +308,7 @@ def sinkhorn_divergence(
         a3, b3 = a3.unsqueeze(0), b3.unsqueeze(0)
     check_finite(x3.detach(), "x")
     check_finite(y3.detach(), "y")
-    check_weights(a3, b3, ("a", "b"))
+    check_weights(a3, b3, ("a", "b"), same_mass=rho is None)
     if diameter is None:
         pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
         diameter = float(torch.linalg.vector_norm(pts.max(0).values - pts.min(0).values)) if pts.numel() else 0.0
@@ -307,11 +321,11 @@ def sinkhorn_divergence(
     if backend == "reference":
         from fastgan import reference
 
-        cost = reference.sinkhorn_points(x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter)
+        cost = reference.sinkhorn_points(x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho)
     else:
         _library.require_kernel("sinkhorn_points", x.device)
         cost = torch.ops.fastgan.sinkhorn_points.default(
-            x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter
+            x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho
         )[0]
     return cost[0] if squeeze else cost
 
@@ -346,7 +360,7 @@ def _softmin_fake(x, y, h, eps, p):
     return x.new_empty(x.shape[:2])
 
 
-def _points_fake(x, y, a, b, p, eps_list, debias, tol, max_iter):
+def _points_fake(x, y, a, b, p, eps_list, debias, tol, max_iter, rho=None):
     batch, n, _ = x.shape
     m = y.shape[1]
     pots = (
@@ -358,14 +372,15 @@ def _points_fake(x, y, a, b, p, eps_list, debias, tol, max_iter):
     return x.new_empty((batch,)), *pots, x.new_empty((batch,), dtype=torch.int64)
 
 
-def _points_backward_fake(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps):
+def _points_backward_fake(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps, rho=None):
     return x.new_empty(x.shape), y.new_empty(y.shape)
 
 
 def _points_setup(ctx, inputs, output) -> None:
-    x, y, a, b, p, eps_list, debias, tol, max_iter = inputs
+    x, y, a, b, p, eps_list, debias, tol, max_iter = inputs[:9]
     cost, f, g, faa, gbb, n_iter = output
     ctx.p, ctx.eps = p, eps_list[-1]
+    ctx.rho = inputs[9] if len(inputs) > 9 else None
     ctx.save_for_backward(x, y, a, b, f, g, faa, gbb)
     ctx.mark_non_differentiable(f, g, faa, gbb, n_iter)
 
@@ -378,14 +393,28 @@ def _points_backward(ctx, grad_cost, *_):
     gx = gy = ga = gb = None
     if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
         gx, gy = torch.ops.fastgan.sinkhorn_points_backward.default(
-            grad_cost, x, y, a, b, f, g, faa, gbb, ctx.p, ctx.eps
+            grad_cost, x, y, a, b, f, g, faa, gbb, ctx.p, ctx.eps, ctx.rho
         )
     if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-        fa = f[0] - faa[0] if faa.numel() else f[0]
-        gb_ = g[0] - gbb[0] if gbb.numel() else g[0]
-        ga = grad_cost.unsqueeze(1) * fa
-        gb = grad_cost.unsqueeze(1) * gb_
-    return gx, gy, ga, gb, None, None, None, None, None
+        # d cost / d a_i: the term of a_i in the cost (the softmins' log
+        # weights are held constant, as in GeomLoss).
+        ga = grad_cost.unsqueeze(1) * _weight_gradient(f[0], faa[0] if faa.numel() else None, ctx.rho, ctx.eps)
+        gb = grad_cost.unsqueeze(1) * _weight_gradient(g[0], gbb[0] if gbb.numel() else None, ctx.rho, ctx.eps)
+    return gx, gy, ga, gb, None, None, None, None, None, None
+
+
+def _weight_gradient(pot: torch.Tensor, self_pot: torch.Tensor | None, rho: float | None, eps: float) -> torch.Tensor:
+    """d cost / d weight_i at fixed potentials (the envelope theorem).
+
+    Balanced: f - f_aa (f without debias). Unbalanced: (rho + eps)(e^{-f_aa / rho}
+    - e^{-f / rho}) with debias, (rho + eps)(1 - e^{-f / rho}) - eps / 2
+    without (the derivative of the cost as defined, mass terms included).
+    """
+    if rho is None or math.isinf(rho):
+        return pot - self_pot if self_pot is not None else pot
+    if self_pot is None:
+        return (rho + eps) * (1.0 - torch.exp(-pot / rho)) - 0.5 * eps
+    return (rho + eps) * (torch.exp(-self_pot / rho) - torch.exp(-pot / rho))
 
 
 if _library.LOADED:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["point_cost", "sinkhorn_log", "sinkhorn_points"]
+__all__ = ["damping", "point_cost", "points_cost", "sinkhorn_log", "sinkhorn_points"]
 
 #: GeomLoss's p = 1 cost is sqrt(max(|x - y|^2, 1e-8)), smooth at x = y.
 MIN_SQUARED_DISTANCE = 1e-8
@@ -74,6 +74,49 @@ def _log_weights(w: torch.Tensor) -> torch.Tensor:
     return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(), torch.full_like(w, -100000.0))
 
 
+def damping(eps: float, rho: float | None) -> float:
+    r"""The unbalanced damping of a softmin, :math:`\rho / (\rho + \varepsilon)` (1 when balanced)."""
+    return 1.0 if rho is None else rho / (rho + eps)
+
+
+def points_cost(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    f: torch.Tensor,
+    g: torch.Tensor,
+    faa: torch.Tensor | None,
+    gbb: torch.Tensor | None,
+    eps: float,
+    rho: float | None,
+) -> torch.Tensor:
+    r"""The cost ``(B,)`` from the returned potentials.
+
+    Balanced: :math:`\langle a, f - f_{aa} \rangle + \langle b, g - g_{bb} \rangle`
+    (self terms 0 without debias). Unbalanced (GeomLoss's value):
+    :math:`(\rho + \varepsilon / 2)\,T` with :math:`T = \langle a, e^{-f_{aa}/\rho}
+    - e^{-f/\rho} \rangle + \langle b, e^{-g_{bb}/\rho} - e^{-g/\rho} \rangle`
+    (self terms 1 without debias). Its autograd is the derivative of the
+    unbalanced cost at fixed dual potentials (Séjourné et al. 2019, Prop. 12):
+    that of :math:`(\rho + \varepsilon)\,T`, less :math:`\varepsilon/2` per
+    unit of mass without debias.
+    """
+
+    def side(w, pot, self_pot):
+        if rho is None:
+            return (w * (pot if self_pot is None else pot - self_pot)).sum(1)
+        own = 1.0 if self_pot is None else torch.exp(-self_pot / rho)
+        return (w * (own - torch.exp(-pot / rho))).sum(1)
+
+    total = side(a, f, faa) + side(b, g, gbb)
+    if rho is None:
+        return total
+    value = (rho + 0.5 * eps) * total
+    slope = (rho + eps) * total
+    if faa is None:
+        slope = slope - 0.5 * eps * (a.sum(1) + b.sum(1))
+    return value.detach() + (slope - slope.detach())
+
+
 def sinkhorn_points(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -84,13 +127,15 @@ def sinkhorn_points(
     debias: bool,
     tol: float,
     max_iter: int,
+    rho: float | None = None,
 ) -> torch.Tensor:
     r"""Symmetric (GeomLoss-style) Sinkhorn between point clouds; the cost ``(B,)``.
 
     Iterations run without autograd; the last softmin from the state is
     differentiated with the state held constant (the envelope theorem), so
     gradients flow to x, y through the cost and to a, b through the final
-    dot products only.
+    dot products only. ``rho`` (unbalanced OT) damps every softmin by
+    :math:`\rho / (\rho + \varepsilon)` and changes the cost (:func:`points_cost`).
     """
     eps0, final_eps = eps_list[0], eps_list[-1]
     with torch.no_grad():
@@ -101,11 +146,12 @@ def sinkhorn_points(
         Cyy = point_cost(y, y, p) if debias else None
 
         def step(eps, f, g, faa, gbb):
-            fn = _softmin(eps, Cxy, lb + g / eps)
-            gn = _softmin(eps, Cyx, la + f / eps)
+            lam = damping(eps, rho)
+            fn = lam * _softmin(eps, Cxy, lb + g / eps)
+            gn = lam * _softmin(eps, Cyx, la + f / eps)
             if not debias:
                 return fn, gn, None, None
-            return fn, gn, _softmin(eps, Cxx, la + faa / eps), _softmin(eps, Cyy, lb + gbb / eps)
+            return fn, gn, lam * _softmin(eps, Cxx, la + faa / eps), lam * _softmin(eps, Cyy, lb + gbb / eps)
 
         zero_f, zero_g = torch.zeros_like(a), torch.zeros_like(b)
         state = step(eps0, zero_f, zero_g, zero_f, zero_g)
@@ -119,11 +165,11 @@ def sinkhorn_points(
             if it >= len(eps_list) and (tol < 0 or change <= tol):
                 break
         f, g, faa, gbb = state
-    fn = _softmin(final_eps, point_cost(x, y.detach(), p), lb + g / final_eps)
-    gn = _softmin(final_eps, point_cost(y, x.detach(), p), la + f / final_eps)
-    cost = (a * fn).sum(1) + (b * gn).sum(1)
+    lam = damping(final_eps, rho)
+    fn = lam * _softmin(final_eps, point_cost(x, y.detach(), p), lb + g / final_eps)
+    gn = lam * _softmin(final_eps, point_cost(y, x.detach(), p), la + f / final_eps)
+    faan = gbbn = None
     if debias:
-        faan = _softmin(final_eps, point_cost(x, x.detach(), p), la + faa / final_eps)
-        gbbn = _softmin(final_eps, point_cost(y, y.detach(), p), lb + gbb / final_eps)
-        cost = cost - (a * faan).sum(1) - (b * gbbn).sum(1)
-    return cost
+        faan = lam * _softmin(final_eps, point_cost(x, x.detach(), p), la + faa / final_eps)
+        gbbn = lam * _softmin(final_eps, point_cost(y, y.detach(), p), lb + gbb / final_eps)
+    return points_cost(a, b, fn, gn, faan, gbbn, final_eps, rho)

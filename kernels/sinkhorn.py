@@ -7,8 +7,11 @@ holds BLOCK_N rows of x, walks y in tiles of BLOCK_M columns, recomputes
 the cost tile from the points and keeps a running maximum and rescaled sum
 per row, so the n x m cost never exists. The envelope gradient walks the
 same tiles with the plan weights exp((f_i + g_j - C_ij) / eps) known from
-the final potentials (no maximum needed). The eps-scaling loop itself runs
-in PyTorch around these kernels, mirroring csrc/cpu/sinkhorn.cpp.
+the final potentials (no maximum needed). Problems with at most BLOCK_N / 2
+rows share a program: each program then holds the rows of several problems
+(BLOCK_N // ROWS of them, ROWS the row count rounded up to a power of two),
+and each row gathers the columns of its own problem. The eps-scaling loop
+itself runs in PyTorch around these kernels, mirroring csrc/cpu/sinkhorn.cpp.
 """
 
 from __future__ import annotations
@@ -121,6 +124,110 @@ def _envelope_kernel(
     tl.store(grad_ptr + b * n * d + offsets, g.to(grad_ptr.dtype.element_ty), mask=xmask)
 
 
+@triton.jit
+def _packed_rows(batch, n, ROWS: tl.constexpr, PACK: tl.constexpr):
+    """Rows of a program that holds PACK problems of ROWS rows each: (problem, row, mask)."""
+    r = tl.arange(0, PACK * ROWS)
+    prob = tl.program_id(0) * PACK + r // ROWS
+    row = r % ROWS
+    return prob.to(tl.int64), row, (row < n) & (prob < batch)
+
+
+@triton.jit
+def _packed_cost_tile(
+    xrow, ybase, cols, rmask, mask2, d, P: tl.constexpr, R: tl.constexpr, BLOCK_M: tl.constexpr,
+    ACC64: tl.constexpr,
+):
+    """The cost tile of packed rows: row r against columns ``cols`` of its own problem."""
+    ACC = tl.float64 if ACC64 else tl.float32
+    sq = tl.zeros([R, BLOCK_M], dtype=ACC)
+    for k in range(d):
+        xk = tl.load(xrow + k, mask=rmask, other=0).to(ACC)
+        yk = tl.load(ybase[:, None] + cols[None, :] * d + k, mask=mask2, other=0).to(ACC)
+        diff = xk[:, None] - yk
+        sq += diff * diff
+    if P == 2:
+        c = 0.5 * sq
+    else:
+        c = tl.sqrt(tl.maximum(sq, 1e-8))
+    return c, sq
+
+
+@triton.jit
+def _softmin_packed_kernel(
+    x_ptr, y_ptr, h_ptr, out_ptr, batch, n, m, d, inv_eps_hi, inv_eps_lo, eps_hi, eps_lo,
+    P: tl.constexpr, ROWS: tl.constexpr, PACK: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
+):
+    ACC = tl.float64 if ACC64 else tl.float32
+    inv_eps = tl.cast(inv_eps_hi, ACC) + tl.cast(inv_eps_lo, ACC)
+    eps = tl.cast(eps_hi, ACC) + tl.cast(eps_lo, ACC)
+    prob, row, rmask = _packed_rows(batch, n, ROWS, PACK)
+    xrow = x_ptr + (prob * n + row) * d
+    ybase = y_ptr + prob * m * d
+    hbase = h_ptr + prob * m
+    run_max = tl.full([PACK * ROWS], float("-inf"), dtype=ACC)
+    run_sum = tl.zeros([PACK * ROWS], dtype=ACC)
+    for j0 in range(0, m, BLOCK_M):
+        cols = j0 + tl.arange(0, BLOCK_M)
+        cmask = cols < m
+        mask2 = rmask[:, None] & cmask[None, :]
+        c, sq = _packed_cost_tile(xrow, ybase, cols, rmask, mask2, d, P, PACK * ROWS, BLOCK_M, ACC64)
+        h = tl.load(hbase[:, None] + cols[None, :], mask=mask2, other=0).to(ACC)
+        v = tl.where(cmask[None, :], h - c * inv_eps, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(v, axis=1))
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
+        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
+        run_max = new_max
+    out = -eps * (run_max + tl.log(run_sum))
+    tl.store(out_ptr + prob * n + row, out.to(out_ptr.dtype.element_ty), mask=rmask)
+
+
+@triton.jit
+def _envelope_packed_kernel(
+    x_ptr, y_ptr, h_ptr, f_ptr, scale_ptr, grad_ptr, batch, n, m, d, inv_eps_hi, inv_eps_lo, sign,
+    P: tl.constexpr, ROWS: tl.constexpr, PACK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
+    ACC64: tl.constexpr,
+):
+    ACC = tl.float64 if ACC64 else tl.float32
+    inv_eps = tl.cast(inv_eps_hi, ACC) + tl.cast(inv_eps_lo, ACC)
+    prob, row, rmask = _packed_rows(batch, n, ROWS, PACK)
+    feats = tl.arange(0, BLOCK_D)
+    fmask = feats < d
+    xrow = x_ptr + (prob * n + row) * d
+    ybase = y_ptr + prob * m * d
+    hbase = h_ptr + prob * m
+    fi = tl.load(f_ptr + prob * n + row, mask=rmask, other=0).to(ACC) * inv_eps
+    acc_w = tl.zeros([PACK * ROWS], dtype=ACC)
+    acc_y = tl.zeros([PACK * ROWS, BLOCK_D], dtype=ACC)
+    for j0 in range(0, m, BLOCK_M):
+        cols = j0 + tl.arange(0, BLOCK_M)
+        cmask = cols < m
+        mask2 = rmask[:, None] & cmask[None, :]
+        c, sq = _packed_cost_tile(xrow, ybase, cols, rmask, mask2, d, P, PACK * ROWS, BLOCK_M, ACC64)
+        h = tl.load(hbase[:, None] + cols[None, :], mask=mask2, other=0).to(ACC)
+        w = tl.exp(h - c * inv_eps + fi[:, None])
+        if P == 1:
+            w = tl.where(sq > 1e-8, w / c, 0.0)
+        w = tl.where(mask2, w, 0.0)
+        acc_w += tl.sum(w, axis=1)
+        for k in range(d):
+            yk = tl.load(ybase[:, None] + cols[None, :] * d + k, mask=mask2, other=0).to(ACC)
+            acc_y += tl.where(feats[None, :] == k, tl.sum(w * yk, axis=1)[:, None], 0.0)
+    xmask = rmask[:, None] & fmask[None, :]
+    offsets = (prob * n + row)[:, None] * d + feats[None, :]
+    xi = tl.load(x_ptr + offsets, mask=xmask, other=0).to(ACC)
+    s = tl.load(scale_ptr + prob * n + row, mask=rmask, other=0).to(ACC) * sign
+    g = tl.load(grad_ptr + offsets, mask=xmask, other=0).to(ACC)
+    g += s[:, None] * (acc_w[:, None] * xi - acc_y)
+    tl.store(grad_ptr + offsets, g.to(grad_ptr.dtype.element_ty), mask=xmask)
+
+
+def _packing(n: int) -> tuple[int, int]:
+    """(ROWS, PACK) for problems of n rows: several problems per program when n <= BLOCK_N / 2."""
+    rows = triton.next_power_of_2(max(n, 1))
+    return rows, BLOCK_N // rows
+
+
 def _split(value: float) -> tuple[float, float]:
     """``value`` as float32 hi + lo (hi + lo equals it to about 2^-48 relative).
 
@@ -138,25 +245,40 @@ def sinkhorn_softmin(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, eps: flo
     batch, n, d = x.shape
     m = y.shape[1]
     out = torch.empty((batch, n), dtype=x.dtype, device=x.device)
-    if out.numel():
-        grid = (triton.cdiv(n, BLOCK_N), batch)
-        _softmin_kernel[grid](
-            x, y, h, out, n, m, d, *_split(1.0 / eps), *_split(eps),
-            P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=x.dtype == torch.float64,
+    if not out.numel():
+        return out
+    rows, pack = _packing(n)
+    if pack >= 2:
+        _softmin_packed_kernel[(triton.cdiv(batch, pack),)](
+            x, y, h, out, batch, n, m, d, *_split(1.0 / eps), *_split(eps),
+            P=int(p), ROWS=rows, PACK=pack, BLOCK_M=BLOCK_M, ACC64=x.dtype == torch.float64,
         )
+        return out
+    grid = (triton.cdiv(n, BLOCK_N), batch)
+    _softmin_kernel[grid](
+        x, y, h, out, n, m, d, *_split(1.0 / eps), *_split(eps),
+        P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=x.dtype == torch.float64,
+    )
     return out
 
 
 def _envelope(x, y, h, f, scale, grad, eps, sign, p):
     batch, n, d = x.shape
     m = y.shape[1]
-    if n == 0 or m == 0:
+    if batch == 0 or n == 0 or m == 0:
+        return
+    block_d = max(2, triton.next_power_of_2(d))
+    rows, pack = _packing(n)
+    if pack >= 2:
+        _envelope_packed_kernel[(triton.cdiv(batch, pack),)](
+            x, y, h, f, scale, grad, batch, n, m, d, *_split(1.0 / eps), float(sign),
+            P=int(p), ROWS=rows, PACK=pack, BLOCK_M=BLOCK_M, BLOCK_D=block_d, ACC64=x.dtype == torch.float64,
+        )
         return
     grid = (triton.cdiv(n, BLOCK_N), batch)
     _envelope_kernel[grid](
         x, y, h, f, scale, grad, n, m, d, *_split(1.0 / eps), float(sign),
-        P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, BLOCK_D=max(2, triton.next_power_of_2(d)),
-        ACC64=x.dtype == torch.float64,
+        P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, BLOCK_D=block_d, ACC64=x.dtype == torch.float64,
     )
 
 

@@ -553,6 +553,33 @@ def test_triton_kernels_match_cpu_kernels(triton_device, dtype, generator):
         torch.testing.assert_close(t.cpu(), c, **tol)
 
 
+@pytest.mark.parametrize("n,m,d,batch", [(1, 5, 2, 3), (3, 70, 1, 7), (16, 9, 3, 5), (17, 4, 2, 2)])
+def test_triton_small_problems_share_programs(triton_device, n, m, d, batch, generator):
+    """Problems of at most BLOCK_N / 2 rows are packed several to a program
+    (each row gathers its own problem's columns); a batch that does not
+    fill the last program, and n = 17 (one problem per program), included."""
+    from fastgan.kernels import sinkhorn as kernel
+
+    x, y = clouds(generator, n, m, d, batch=(batch,))
+    h = torch.randn(batch, m, generator=generator, dtype=torch.float64)
+    f = torch.randn(batch, n, generator=generator, dtype=torch.float64)
+    scale = torch.rand(batch, n, generator=generator, dtype=torch.float64)
+    dev = triton_device
+    for p in (1, 2):
+        ours = kernel.sinkhorn_softmin(x.to(dev), y.to(dev), h.to(dev), 0.3, p).cpu()
+        C = point_cost(x, y, p)
+        expected = -0.3 * torch.logsumexp(h.unsqueeze(1) - C / 0.3, dim=2)
+        torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+        # The envelope rows: grad_i = scale_i sum_j w_ij dC/dx(x_i, y_j), w_ij = exp(h_j - C_ij/eps + f_i/eps).
+        grad = torch.zeros_like(x)
+        kernel._envelope(x.to(dev), y.to(dev), h.to(dev), f.to(dev), scale.to(dev), grad_dev := grad.to(dev), 0.3, -1.0, p)
+        w = torch.exp(h.unsqueeze(1) - C / 0.3 + f.unsqueeze(2) / 0.3)
+        diff = x.unsqueeze(2) - y.unsqueeze(1)
+        dC = diff if p == 2 else torch.where((diff**2).sum(-1, keepdim=True) > 1e-8, diff / C.unsqueeze(-1), 0.0)
+        expected_grad = -scale.unsqueeze(-1) * (w.unsqueeze(-1) * dC).sum(2)
+        torch.testing.assert_close(grad_dev.cpu(), expected_grad, rtol=1e-11, atol=1e-12)
+
+
 @pytest.mark.parametrize("debias", [True, False])
 def test_triton_unbalanced_matches_cpu_kernels(triton_device, debias, generator):
     from fastgan.kernels import sinkhorn as kernel

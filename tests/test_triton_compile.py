@@ -74,6 +74,17 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
                   "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "n": "i32", "m": "i32", "d": "i32",
                   "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(common, BLOCK_D=4)),
             ]
+            packed = {"P": p, "ROWS": 4, "PACK": 8, "BLOCK_M": 64, "ACC64": dt == "fp64"}
+            specs += [
+                (f"sinkhorn_softmin_packed-{dt}-{p}", "fastgan.kernels.sinkhorn", "_softmin_packed_kernel",
+                 {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "out_ptr": f"*{dt}", "batch": "i32",
+                  "n": "i32", "m": "i32", "d": "i32", "inv_eps_hi": "fp32", "inv_eps_lo": "fp32",
+                  "eps_hi": "fp32", "eps_lo": "fp32"}, dict(packed)),
+                (f"sinkhorn_envelope_packed-{dt}-{p}", "fastgan.kernels.sinkhorn", "_envelope_packed_kernel",
+                 {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "f_ptr": f"*{dt}",
+                  "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "batch": "i32", "n": "i32", "m": "i32", "d": "i32",
+                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(packed, BLOCK_D=4)),
+            ]
     from fastgan.kernels import bias_act
 
     for act, code in bias_act.ACT_CODES.items():

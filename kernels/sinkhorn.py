@@ -1,7 +1,13 @@
-"""Triton kernels for log-domain Sinkhorn between point clouds (the CUDA path).
+"""Triton kernels for log-domain Sinkhorn (the CUDA path).
 
-The CUDA implementations of ``fastgan::sinkhorn_softmin``,
+The CUDA implementations of ``fastgan::sinkhorn_log`` (POT's iterations on
+an explicit cost), ``fastgan::sinkhorn_softmin``,
 ``fastgan::sinkhorn_points`` and ``fastgan::sinkhorn_points_backward``.
+For an explicit cost M (B, n, m), the row update streams each row's tiles
+of columns and the column update each column block's tiles of rows (both
+read M along its rows), with a running maximum; the problems still
+iterating are passed as a list, so converged ones cost no work and M is
+never copied.
 The softmin is a flash-attention-style streaming reduction: one program
 holds BLOCK_N rows of x, walks y in tiles of BLOCK_M columns, recomputes
 the cost tile from the points and keeps a running maximum and rescaled sum
@@ -226,6 +232,190 @@ def _packing(n: int) -> tuple[int, int]:
     """(ROWS, PACK) for problems of n rows: several problems per program when n <= BLOCK_N / 2."""
     rows = triton.next_power_of_2(max(n, 1))
     return rows, BLOCK_N // rows
+
+
+@triton.jit
+def _lse_rows_kernel(
+    M_ptr, h_ptr, base_ptr, out_ptr, active_ptr, n, m, inv_reg_hi, inv_reg_lo,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
+):
+    """out[b, i] = base[b, i] - LSE_j(h[b, j] - M[b, i, j] / reg) for the listed problems b."""
+    ACC = tl.float64 if ACC64 else tl.float32
+    inv_reg = tl.cast(inv_reg_hi, ACC) + tl.cast(inv_reg_lo, ACC)
+    b = tl.load(active_ptr + tl.program_id(1)).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask = rows < n
+    Mb = M_ptr + b * n * m
+    run_max = tl.full([BLOCK_N], float("-inf"), dtype=ACC)
+    run_sum = tl.zeros([BLOCK_N], dtype=ACC)
+    for j0 in range(0, m, BLOCK_M):
+        cols = j0 + tl.arange(0, BLOCK_M)
+        cmask = cols < m
+        mask2 = rmask[:, None] & cmask[None, :]
+        c = tl.load(Mb + rows.to(tl.int64)[:, None] * m + cols[None, :], mask=mask2, other=0).to(ACC)
+        h = tl.load(h_ptr + b * m + cols, mask=cmask, other=0).to(ACC)
+        v = tl.where(mask2, h[None, :] - c * inv_reg, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(v, axis=1))
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
+        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
+        run_max = new_max
+    base = tl.load(base_ptr + b * n + rows, mask=rmask, other=0).to(ACC)
+    out = base - (run_max + tl.log(run_sum))
+    tl.store(out_ptr + b * n + rows, out.to(out_ptr.dtype.element_ty), mask=rmask)
+
+
+@triton.jit
+def _lse_cols_kernel(
+    M_ptr, h_ptr, out_ptr, active_ptr, n, m, inv_reg_hi, inv_reg_lo,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
+):
+    """out[b, j] = -LSE_i(h[b, i] - M[b, i, j] / reg) for the listed problems b."""
+    ACC = tl.float64 if ACC64 else tl.float32
+    inv_reg = tl.cast(inv_reg_hi, ACC) + tl.cast(inv_reg_lo, ACC)
+    b = tl.load(active_ptr + tl.program_id(1)).to(tl.int64)
+    cols = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cmask = cols < m
+    Mb = M_ptr + b * n * m
+    run_max = tl.full([BLOCK_M], float("-inf"), dtype=ACC)
+    run_sum = tl.zeros([BLOCK_M], dtype=ACC)
+    for i0 in range(0, n, BLOCK_N):
+        rows = i0 + tl.arange(0, BLOCK_N)
+        rmask = rows < n
+        mask2 = rmask[:, None] & cmask[None, :]
+        c = tl.load(Mb + rows.to(tl.int64)[:, None] * m + cols[None, :], mask=mask2, other=0).to(ACC)
+        h = tl.load(h_ptr + b * n + rows, mask=rmask, other=0).to(ACC)
+        v = tl.where(mask2, h[:, None] - c * inv_reg, float("-inf"))
+        new_max = tl.maximum(run_max, tl.max(v, axis=0))
+        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
+        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[None, :]), axis=0)
+        run_max = new_max
+    out = -(run_max + tl.log(run_sum))
+    tl.store(out_ptr + b * m + cols, out.to(out_ptr.dtype.element_ty), mask=cmask)
+
+
+@triton.jit
+def _transport_cost_kernel(
+    M_ptr, u_ptr, v_ptr, out_ptr, n, m, inv_reg_hi, inv_reg_lo,
+    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
+):
+    """out[b, i] = sum_j M_ij exp(u_i + v_j - M_ij / reg), in float64 (row sums of the cost)."""
+    ACC = tl.float64 if ACC64 else tl.float32
+    inv_reg = tl.cast(inv_reg_hi, ACC) + tl.cast(inv_reg_lo, ACC)
+    b = tl.program_id(1).to(tl.int64)
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rmask = rows < n
+    Mb = M_ptr + b * n * m
+    u = tl.load(u_ptr + b * n + rows, mask=rmask, other=0).to(ACC)
+    acc = tl.zeros([BLOCK_N], dtype=tl.float64)
+    for j0 in range(0, m, BLOCK_M):
+        cols = j0 + tl.arange(0, BLOCK_M)
+        cmask = cols < m
+        mask2 = rmask[:, None] & cmask[None, :]
+        c = tl.load(Mb + rows.to(tl.int64)[:, None] * m + cols[None, :], mask=mask2, other=0).to(ACC)
+        v = tl.load(v_ptr + b * m + cols, mask=cmask, other=0).to(ACC)
+        t = tl.where(mask2, c * tl.exp(u[:, None] + v[None, :] - c * inv_reg), 0.0)
+        acc += tl.sum(t, axis=1).to(tl.float64)
+    tl.store(out_ptr + b * n + rows, acc, mask=rmask)
+
+
+def _check_log_args(a, b, M, reg, max_iter, tol) -> None:
+    """The checks of the C++ kernel, with the same messages."""
+    op = "fastgan::sinkhorn_log"
+    if M.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{op}: `M` has dtype {M.dtype}; expected float32 or float64")
+    if M.dim() != 3:
+        raise ValueError(f"{op}: `M` must have shape (B, n, m), got {list(M.shape)}")
+    batch, n, m = M.shape
+    for t, name, shape in ((a, "a", (batch, n)), (b, "b", (batch, m))):
+        if t.dtype != M.dtype or t.device != M.device:
+            raise TypeError(f"{op}: `{name}` has dtype {t.dtype} on {t.device}; expected those of `M`")
+        if tuple(t.shape) != shape:
+            raise ValueError(f"{op}: `{name}` must have shape {list(shape)}, got {list(t.shape)}")
+    if not (math.isfinite(reg) and reg > 0):
+        raise ValueError(f"{op}: `reg` must be finite and > 0, got {reg}")
+    if max_iter < 1:
+        raise ValueError(f"{op}: `max_iter` must be >= 1, got {max_iter}")
+    if not tol >= 0:
+        raise ValueError(f"{op}: `tol` must be >= 0, got {tol}")
+    if n == 0 or m == 0:
+        raise ValueError(f"{op}: `M` must have n, m >= 1, got {list(M.shape)}")
+    for t, name in ((M, "M"), (a, "a"), (b, "b")):
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{op}: `{name}` contains NaN or infinite values")
+    for t, name in ((a, "a"), (b, "b")):
+        if t.numel() and bool((t < 0).any()):
+            raise ValueError(f"{op}: `{name}` has negative weights")
+
+
+def sinkhorn_log(a, b, M, reg, max_iter, tol):
+    """Same contract as ``fastgan::sinkhorn_log`` (csrc/cpu/sinkhorn.cpp): POT's
+    ``sinkhorn_log`` on each problem, which stops on its own.
+
+    Iteration k: v = log b - LSE_i(u_i - M_ij / reg), then u = log a -
+    LSE_j(v_j - M_ij / reg). After iterations 0, 10, 20, ... POT checks the
+    column marginal |exp(v + LSE_i(u - M / reg)) - b|; the column pass that
+    starts the next iteration computes that LSE, so the check costs no pass.
+    """
+    _check_log_args(a, b, M, reg, max_iter, tol)
+    M, a, b = M.contiguous(), a.contiguous(), b.contiguous()
+    batch, n, m = M.shape
+    dev = M.device
+    u = torch.zeros((batch, n), dtype=M.dtype, device=dev)
+    v = torch.zeros((batch, m), dtype=M.dtype, device=dev)
+    cost = torch.zeros(batch, dtype=M.dtype, device=dev)
+    n_iter = torch.zeros(batch, dtype=torch.int64, device=dev)
+    err = torch.full((batch,), math.inf, dtype=M.dtype, device=dev)
+    converged = torch.zeros(batch, dtype=torch.bool, device=dev)
+    if batch == 0:
+        return u, v, cost, n_iter, err.zero_(), converged
+    loga, logb = a.log(), b.log()
+    col = torch.empty_like(v)
+    split = _split(1.0 / reg)
+    acc64 = M.dtype == torch.float64
+    active = torch.arange(batch, dtype=torch.int32, device=dev)
+
+    def column_pass(active):
+        _lse_cols_kernel[(triton.cdiv(m, BLOCK_M), active.numel())](
+            M, u, col, active, n, m, *split, BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=acc64
+        )
+
+    def marginal_error(rows):
+        return torch.linalg.vector_norm(torch.exp(v[rows] - col[rows]) - b[rows], dim=1)
+
+    for it in range(max_iter):
+        column_pass(active)
+        if it > 0 and (it - 1) % 10 == 0:
+            rows = active.long()
+            e = marginal_error(rows)
+            err[rows] = e
+            done = e < tol
+            if bool(done.any()):
+                n_iter[rows[done]] = it - 1
+                converged[rows[done]] = True
+                active = active[~done]
+                if active.numel() == 0:
+                    break
+        rows = active.long()
+        v[rows] = logb[rows] + col[rows]
+        _lse_rows_kernel[(triton.cdiv(n, BLOCK_N), active.numel())](
+            M, v, loga, u, active, n, m, *split, BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=acc64
+        )
+    else:
+        # The problems that ran to max_iter: POT's last check happens only
+        # when the last iteration is one of 0, 10, 20, ...
+        rows = active.long()
+        n_iter[rows] = max_iter - 1
+        if (max_iter - 1) % 10 == 0:
+            column_pass(active)
+            e = marginal_error(rows)
+            err[rows] = e
+            converged[rows] = e < tol
+    row_costs = torch.empty((batch, n), dtype=torch.float64, device=dev)
+    _transport_cost_kernel[(triton.cdiv(n, BLOCK_N), batch)](
+        M, u, v, row_costs, n, m, *split, BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=acc64
+    )
+    cost = row_costs.sum(1).to(M.dtype)
+    return u, v, cost, n_iter, err, converged
 
 
 def _split(value: float) -> tuple[float, float]:

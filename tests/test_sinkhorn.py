@@ -553,6 +553,44 @@ def test_triton_kernels_match_cpu_kernels(triton_device, dtype, generator):
         torch.testing.assert_close(t.cpu(), c, **tol)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_triton_sinkhorn_log_matches_cpu_kernel(triton_device, dtype, generator):
+    """POT's iterations on an explicit cost: the same iteration counts, stops,
+    marginal errors, scalings and costs as the C++ kernel, each problem of a
+    batch stopping on its own (one runs to max_iter), a zero weight included."""
+    from fastgan.kernels import sinkhorn as kernel
+
+    n, m = 37, 70  # more than one tile of rows and of columns
+    x, y = clouds(generator, n, m, batch=(3,))
+    M = sq_cost(x, y)
+    M[0] *= 0.5  # fast
+    M[1] *= 2.5  # slower
+    M[2] *= 40.0  # runs to max_iter
+    a, b = histogram(n, generator, (3,)), histogram(m, generator, (3,))
+    a[0, 5] = 0.0
+    a[0] /= a[0].sum()
+    M, a, b = M.to(dtype), a.to(dtype), b.to(dtype)
+    tol, max_iter = (1e-7, 61) if dtype == torch.float64 else (1e-4, 61)
+    cpu = torch.ops.fastgan.sinkhorn_log(a, b, M, 1.0, max_iter, tol)
+    dev = triton_device
+    tri = kernel.sinkhorn_log(a.to(dev), b.to(dev), M.to(dev), 1.0, max_iter, tol)
+    assert tri[3].cpu().tolist() == cpu[3].tolist() and tri[5].cpu().tolist() == cpu[5].tolist()
+    assert cpu[5][0] and not cpu[5][2] and len(set(cpu[3].tolist())) > 1
+    # float32: rounding of terms as large as M / reg (the third problem's), over the iterations.
+    close = dict(rtol=1e-11, atol=1e-11) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-6 * float(M.max()))
+    for t, c in zip(tri, cpu):
+        torch.testing.assert_close(t.cpu(), c, **close)
+    # And POT, problem by problem (float64).
+    if dtype == torch.float64:
+        for k in range(3):
+            expected = ot.sinkhorn2(a[k].numpy(), b[k].numpy(), M[k].numpy(), 1.0, method="sinkhorn_log", numItermax=max_iter, stopThr=tol)
+            assert abs(float(tri[2][k]) - float(expected)) <= 1e-9 * abs(float(expected))
+    with pytest.raises(ValueError, match="`M` contains NaN"):
+        bad = M.clone()
+        bad[0, 1, 2] = float("nan")
+        kernel.sinkhorn_log(a.to(dev), b.to(dev), bad.to(dev), 1.0, max_iter, tol)
+
+
 @pytest.mark.parametrize("n,m,d,batch", [(1, 5, 2, 3), (3, 70, 1, 7), (16, 9, 3, 5), (17, 4, 2, 2)])
 def test_triton_small_problems_share_programs(triton_device, n, m, d, batch, generator):
     """Problems of at most BLOCK_N / 2 rows are packed several to a program
@@ -618,6 +656,24 @@ def test_triton_points_per_problem_convergence(triton_device, generator):
         assert tri[5].cpu().tolist() == cpu[5].tolist()
         for t, c in zip(tri, cpu):
             torch.testing.assert_close(t.cpu(), c, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.cuda
+def test_cuda_sinkhorn2_matches_cpu(device, generator):
+    if device.type != "cuda":
+        pytest.skip("the CUDA path (Triton kernels) needs a GPU")
+    x, y = clouds(generator, 300, 200, batch=(4,))
+    M = sq_cost(x, y)
+    M[1:] *= torch.tensor([2.0, 5.0, 30.0], dtype=M.dtype)[:, None, None]
+    a, b = histogram(300, generator, (4,)), histogram(200, generator, (4,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # the last problem does not converge
+        cost, log = sinkhorn2(a.to(device), b.to(device), M.to(device), 0.5, log=True, max_iter=200)
+        expected, elog = sinkhorn2(a, b, M, 0.5, log=True, max_iter=200)
+    assert log["niter"].cpu().tolist() == elog["niter"].tolist()
+    assert log["converged"].cpu().tolist() == elog["converged"].tolist()
+    torch.testing.assert_close(cost.cpu(), expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(log["log_u"].cpu(), elog["log_u"], rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.cuda

@@ -150,7 +150,8 @@ def sinkhorn(
             resolve); a problem that does not converge raises a
             RuntimeWarning and has ``converged=False`` in the log.
         log: also return a :class:`SinkhornLog`.
-        backend: ``"auto"`` (fastgan's C++ kernel) or ``"reference"`` (PyTorch).
+        backend: ``"auto"`` (fastgan's kernels: C++ on the CPU, Triton on CUDA) or
+            ``"reference"`` (PyTorch).
 
     Returns:
         the plan ``(n, m)`` / ``(B, n, m)`` (and the log). Not differentiable:
@@ -426,6 +427,7 @@ if _library.LOADED:
     torch.library.register_fake("fastgan::sinkhorn_points")(_points_fake)
     torch.library.register_autograd("fastgan::sinkhorn_points", _points_backward, setup_context=_points_setup)
     torch.library.register_fake("fastgan::sinkhorn_points_backward")(_points_backward_fake)
+    _library.register_triton("sinkhorn_log", "sinkhorn", "sinkhorn_log")
     _library.register_triton("sinkhorn_softmin", "sinkhorn", "sinkhorn_softmin")
     _library.register_triton("sinkhorn_points", "sinkhorn", "sinkhorn_points")
     _library.register_triton("sinkhorn_points_backward", "sinkhorn", "sinkhorn_points_backward")

@@ -33,6 +33,8 @@ from fastgan.reference.sinkhorn import damping, points_cost
 
 BLOCK_N = 32
 BLOCK_M = 64
+# Features per program in the gradient kernels (wider points: several programs).
+MAX_BLOCK_D = 16
 # GeomLoss's p = 1 cost is sqrt(max(|x - y|^2, 1e-8)).
 MIN_SQUARED_DISTANCE = 1e-8
 
@@ -92,14 +94,19 @@ def _softmin_kernel(
 def _envelope_kernel(
     x_ptr, y_ptr, h_ptr, f_ptr, scale_ptr, grad_ptr, n, m, d, inv_eps_hi, inv_eps_lo, sign,
     P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_D: tl.constexpr,
-    ACC64: tl.constexpr,
+    ACC64: tl.constexpr, CHUNKED: tl.constexpr,
 ):
     ACC = tl.float64 if ACC64 else tl.float32
     inv_eps = tl.cast(inv_eps_hi, ACC) + tl.cast(inv_eps_lo, ACC)
     b = tl.program_id(1).to(tl.int64)
     rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     rmask = rows < n
-    feats = tl.arange(0, BLOCK_D)
+    # Wide points: each program accumulates one chunk of BLOCK_D features
+    # (grid axis 2), recomputing the plan weights, so registers stay bounded.
+    if CHUNKED:
+        feats = tl.program_id(2) * BLOCK_D + tl.arange(0, BLOCK_D)
+    else:
+        feats = tl.arange(0, BLOCK_D)
     fmask = feats < d
     xb = x_ptr + b * n * d
     yb = y_ptr + b * m * d
@@ -197,7 +204,8 @@ def _envelope_packed_kernel(
     ACC = tl.float64 if ACC64 else tl.float32
     inv_eps = tl.cast(inv_eps_hi, ACC) + tl.cast(inv_eps_lo, ACC)
     prob, row, rmask = _packed_rows(batch, n, ROWS, PACK)
-    feats = tl.arange(0, BLOCK_D)
+    f0 = tl.program_id(1) * BLOCK_D  # this program's chunk of features
+    feats = f0 + tl.arange(0, BLOCK_D)
     fmask = feats < d
     xrow = x_ptr + (prob * n + row) * d
     ybase = y_ptr + prob * m * d
@@ -216,9 +224,9 @@ def _envelope_packed_kernel(
             w = tl.where(sq > 1e-8, w / c, 0.0)
         w = tl.where(mask2, w, 0.0)
         acc_w += tl.sum(w, axis=1)
-        for k in range(d):
-            yk = tl.load(ybase[:, None] + cols[None, :] * d + k, mask=mask2, other=0).to(ACC)
-            acc_y += tl.where(feats[None, :] == k, tl.sum(w * yk, axis=1)[:, None], 0.0)
+        for k in tl.static_range(BLOCK_D):
+            yk = tl.load(ybase[:, None] + cols[None, :] * d + (f0 + k), mask=mask2 & (f0 + k < d), other=0).to(ACC)
+            acc_y += tl.where(feats[None, :] == f0 + k, tl.sum(w * yk, axis=1)[:, None], 0.0)
     xmask = rmask[:, None] & fmask[None, :]
     offsets = (prob * n + row)[:, None] * d + feats[None, :]
     xi = tl.load(x_ptr + offsets, mask=xmask, other=0).to(ACC)
@@ -457,18 +465,22 @@ def _envelope(x, y, h, f, scale, grad, eps, sign, p):
     m = y.shape[1]
     if batch == 0 or n == 0 or m == 0:
         return
-    block_d = max(2, triton.next_power_of_2(d))
+    # Feature chunks: up to MAX_BLOCK_D features per program; wider points
+    # get several programs per row block, each recomputing the weights.
+    block_d = min(max(2, triton.next_power_of_2(d)), MAX_BLOCK_D)
+    chunks = triton.cdiv(d, block_d)
     rows, pack = _packing(n)
     if pack >= 2:
-        _envelope_packed_kernel[(triton.cdiv(batch, pack),)](
+        _envelope_packed_kernel[(triton.cdiv(batch, pack), chunks)](
             x, y, h, f, scale, grad, batch, n, m, d, *_split(1.0 / eps), float(sign),
             P=int(p), ROWS=rows, PACK=pack, BLOCK_M=BLOCK_M, BLOCK_D=block_d, ACC64=x.dtype == torch.float64,
         )
         return
-    grid = (triton.cdiv(n, BLOCK_N), batch)
+    grid = (triton.cdiv(n, BLOCK_N), batch) if chunks == 1 else (triton.cdiv(n, BLOCK_N), batch, chunks)
     _envelope_kernel[grid](
         x, y, h, f, scale, grad, n, m, d, *_split(1.0 / eps), float(sign),
         P=int(p), BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, BLOCK_D=block_d, ACC64=x.dtype == torch.float64,
+        CHUNKED=chunks > 1,
     )
 
 

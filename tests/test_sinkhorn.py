@@ -591,11 +591,15 @@ def test_triton_sinkhorn_log_matches_cpu_kernel(triton_device, dtype, generator)
         kernel.sinkhorn_log(a.to(dev), b.to(dev), bad.to(dev), 1.0, max_iter, tol)
 
 
-@pytest.mark.parametrize("n,m,d,batch", [(1, 5, 2, 3), (3, 70, 1, 7), (16, 9, 3, 5), (17, 4, 2, 2)])
-def test_triton_small_problems_share_programs(triton_device, n, m, d, batch, generator):
+@pytest.mark.parametrize(
+    "n,m,d,batch", [(1, 5, 2, 3), (3, 70, 1, 7), (16, 9, 3, 5), (17, 4, 2, 2), (3, 20, 40, 5), (40, 30, 37, 2)]
+)
+def test_triton_small_problems_and_wide_points(triton_device, n, m, d, batch, generator):
     """Problems of at most BLOCK_N / 2 rows are packed several to a program
     (each row gathers its own problem's columns); a batch that does not
-    fill the last program, and n = 17 (one problem per program), included."""
+    fill the last program, and n = 17 (one problem per program), included.
+    Points wider than MAX_BLOCK_D features spread the gradient over several
+    programs per row block (d = 40, 37: three chunks, the last one partial)."""
     from fastgan.kernels import sinkhorn as kernel
 
     x, y = clouds(generator, n, m, d, batch=(batch,))

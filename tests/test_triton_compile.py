@@ -72,7 +72,12 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
                 (f"sinkhorn_envelope-{dt}-{p}", "fastgan.kernels.sinkhorn", "_envelope_kernel",
                  {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "f_ptr": f"*{dt}",
                   "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "n": "i32", "m": "i32", "d": "i32",
-                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(common, BLOCK_D=4)),
+                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(common, BLOCK_D=4, CHUNKED=False)),
+                (f"sinkhorn_envelope_chunked-{dt}-{p}", "fastgan.kernels.sinkhorn", "_envelope_kernel",
+                 {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "f_ptr": f"*{dt}",
+                  "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "n": "i32", "m": "i32", "d": "i32",
+                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"},
+                 dict(common, BLOCK_D=16, CHUNKED=True)),
             ]
             if p == 1:
                 blocks = {"BLOCK_N": 32, "BLOCK_M": 64, "ACC64": dt == "fp64"}
@@ -95,7 +100,7 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
                 (f"sinkhorn_envelope_packed-{dt}-{p}", "fastgan.kernels.sinkhorn", "_envelope_packed_kernel",
                  {"x_ptr": f"*{dt}", "y_ptr": f"*{dt}", "h_ptr": f"*{dt}", "f_ptr": f"*{dt}",
                   "scale_ptr": f"*{dt}", "grad_ptr": f"*{dt}", "batch": "i32", "n": "i32", "m": "i32", "d": "i32",
-                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(packed, BLOCK_D=4)),
+                  "inv_eps_hi": "fp32", "inv_eps_lo": "fp32", "sign": "fp32"}, dict(packed, BLOCK_D=16)),
             ]
     from fastgan.kernels import bias_act
 

@@ -1,10 +1,12 @@
 // fastgan::spectral_norm_* on the CPU.
 //
-// Power iteration: the rows of every layer's W_mat are cut into chunks of
-// about kGrain elements, and one work list of chunks (all layers together)
-// is swept in parallel twice per iteration: u_raw = W v (a dot product per
-// row), then v_raw = W^T u (each chunk adds u_h * row_h into its own partial
-// vector, so the result does not depend on the thread count). Between the
+// Power iteration: two work lists (all layers together) are swept in
+// parallel once per iteration each: u_raw = W v over chunks of rows of about
+// kGrain elements (a dot product per row), then v_raw = W^T u over chunks of
+// about kTransposeGrain elements, each adding u_h * row_h into its own
+// partial vector; the partials are summed in a fixed order, so the result
+// does not depend on the thread count. The larger chunks keep the partials
+// (K values each) few next to the weights. Between the
 // sweeps, u and v are normalised per layer. sigma = u^T W v needs no third
 // sweep: with v = v_raw / max(|v_raw|, eps) and v_raw = W^T u it is
 // v_raw . v. Sums accumulate in float64; u and v are rounded to the
@@ -25,6 +27,7 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -108,6 +111,16 @@ FASTGAN_CPU_CLONES void axpy_f32(float a, const float* __restrict__ x, float* __
   }
 }
 
+// Elements per chunk of the W^T u sweep: a 32nd of the model, between one
+// and eight of W v's chunks. Chunks of like sizes keep the threads' shares
+// even (each thread sweeps a contiguous range of the list); the size does
+// not depend on the thread count, so neither does the result.
+constexpr int64_t kTransposeChunks = 32;
+constexpr int64_t kTransposeGrain = 8 * kGrain;
+// float32 rows are summed in float kFloatRows at a time, then widened
+// into the chunk's float64 partial.
+constexpr int64_t kFloatRows = 16;
+
 // One layer of the batch, with its float64 working vectors.
 struct Layer {
   at::Tensor weight;  // dense, as [A, H, B]
@@ -148,19 +161,26 @@ template <typename T>
 void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* partial) {
   const T* w = l.weight.const_data_ptr<T>();
   const MatrixShape& s = l.shape;
+  std::fill(partial, partial + s.cols(), 0.0);
   if constexpr (std::is_same_v<T, float>) {
-    // A chunk holds a few rows (about kGrain elements): float sums, widened once.
-    std::vector<float> acc(s.cols(), 0.0f);
+    // Float sums over kFloatRows rows (eight floats per AVX2 instruction),
+    // widened into the float64 partial once per block of rows.
+    thread_local std::vector<float> acc;
+    acc.resize(s.b);
     const float* u = l.u.const_data_ptr<float>();
     for (int64_t a = 0; a < s.a; ++a) {
-      for (int64_t h = r0; h < r1; ++h) {
-        axpy_f32(u[h], w + (a * s.h + h) * s.b, acc.data() + a * s.b, s.b);
+      for (int64_t h0 = r0; h0 < r1; h0 += kFloatRows) {
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        const int64_t h1 = std::min(r1, h0 + kFloatRows);
+        for (int64_t h = h0; h < h1; ++h) {
+          axpy_f32(u[h], w + (a * s.h + h) * s.b, acc.data(), s.b);
+        }
+        double* out = partial + a * s.b;
+        for (int64_t j = 0; j < s.b; ++j) out[j] += acc[j];
       }
     }
-    std::copy(acc.begin(), acc.end(), partial);
     return;
   }
-  std::fill(partial, partial + s.cols(), 0.0);
   for (int64_t a = 0; a < s.a; ++a) {
     for (int64_t h = r0; h < r1; ++h) {
       axpy(l.u_used[h], w + (a * s.h + h) * s.b, partial + a * s.b, s.b);
@@ -168,21 +188,22 @@ void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* par
   }
 }
 
+FASTGAN_CPU_CLONES double dot_f64(const double* x, const double* y, int64_t n) {
+  return dot_generic<double, double, double>(x, y, n);
+}
+
 // x_raw / max(|x_raw|, eps), rounded to T, stored in `out` and widened into
-// `used`; returns sum(x_raw * used) (sigma, when x_raw = W^T u).
+// `used`; returns sum(x_raw * used) (sigma, when x_raw = W^T u). Both sums
+// run in independent lanes (vectorised, in a fixed order).
 template <typename T>
 double normalize_into(const double* raw, int64_t n, double eps, T* out, double* used) {
-  double sq = 0;
-  for (int64_t i = 0; i < n; ++i) sq += raw[i] * raw[i];
-  const double denom = std::max(std::sqrt(sq), eps);
-  double dot_used = 0;
+  const double denom = std::max(std::sqrt(dot_f64(raw, raw, n)), eps);
   for (int64_t i = 0; i < n; ++i) {
     const T rounded = static_cast<T>(raw[i] / denom);
     out[i] = rounded;
     used[i] = static_cast<double>(rounded);
-    dot_used += raw[i] * used[i];
   }
-  return dot_used;
+  return dot_f64(raw, used, n);
 }
 
 template <typename F>
@@ -207,11 +228,16 @@ at::Tensor power_iteration(
   at::Tensor state = at::empty({total}, at::TensorOptions().dtype(at::kDouble));
   double* st = state.data_ptr<double>();
 
-  // Layers, their chunks, and one block of float64 scratch for all of them.
+  // Layers, their chunks of rows for each sweep, float64 working vectors,
+  // and (when iterating) the W^T u partials, which every chunk overwrites.
   const size_t n_layers = weights.size();
   std::vector<Layer> layers(n_layers);
-  std::vector<Chunk> chunks;
-  int64_t scratch_size = 0;
+  std::vector<Chunk> chunks, transposed;
+  int64_t scratch_size = 0, partials_size = 0, elements = 0;
+  for (size_t i = 0; i < n_layers; ++i) {
+    elements += shapes[i].h * shapes[i].cols();
+  }
+  const int64_t transpose_grain = std::clamp(elements / kTransposeChunks, kGrain, kTransposeGrain);
   for (size_t i = 0; i < n_layers; ++i) {
     Layer& l = layers[i];
     l.shape = shapes[i];
@@ -219,25 +245,36 @@ at::Tensor power_iteration(
     l.u = us[i].contiguous();
     l.v = vs[i].contiguous();
     const int64_t k = l.shape.cols();
-    const int64_t rows_per_chunk = std::max<int64_t>(1, kGrain / std::max<int64_t>(k, 1));
-    l.first_chunk = static_cast<int64_t>(chunks.size());
     if (k > 0) {
-      for (int64_t r = 0; r < l.shape.h; r += rows_per_chunk) {
-        chunks.push_back({static_cast<int32_t>(i), r, std::min(l.shape.h, r + rows_per_chunk)});
-      }
+      const auto cut = [&](std::vector<Chunk>& list, int64_t grain) {
+        const int64_t rows_per_chunk = std::max<int64_t>(1, grain / k);
+        for (int64_t r = 0; r < l.shape.h; r += rows_per_chunk) {
+          list.push_back({static_cast<int32_t>(i), r, std::min(l.shape.h, r + rows_per_chunk)});
+        }
+      };
+      cut(chunks, kGrain);
+      l.first_chunk = static_cast<int64_t>(transposed.size());
+      cut(transposed, transpose_grain);
+    } else {
+      l.first_chunk = static_cast<int64_t>(transposed.size());
     }
-    l.num_chunks = static_cast<int64_t>(chunks.size()) - l.first_chunk;
-    scratch_size += 2 * l.shape.h + k + l.num_chunks * k;
+    l.num_chunks = static_cast<int64_t>(transposed.size()) - l.first_chunk;
+    scratch_size += 2 * l.shape.h + k;
+    partials_size += l.num_chunks * k;
   }
   std::vector<double> scratch(scratch_size, 0.0);
+  // Not initialised: every chunk fills its own partial.
+  std::unique_ptr<double[]> partials(n_iter > 0 ? new double[std::max<int64_t>(partials_size, 1)] : nullptr);
   double* next = scratch.data();
+  double* next_partial = partials.get();
   for (Layer& l : layers) {
     const int64_t k = l.shape.cols();
     l.u_raw = next;
     l.u_used = next + l.shape.h;
     l.v_used = next + 2 * l.shape.h;
-    l.partials = next + 2 * l.shape.h + k;
-    next += 2 * l.shape.h + k + l.num_chunks * k;
+    next += 2 * l.shape.h + k;
+    l.partials = next_partial;
+    if (next_partial != nullptr) next_partial += l.num_chunks * k;
     dispatch(l.weight, [&](auto zero) {
       using T = decltype(zero);
       const T* u = l.u.const_data_ptr<T>();
@@ -247,9 +284,13 @@ at::Tensor power_iteration(
     });
   }
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+  const int64_t n_transposed = static_cast<int64_t>(transposed.size());
+  // A model of tiny layers runs on the calling thread: forking for it costs
+  // more than the work.
+  const bool small = elements <= kGrain;
 
   const auto sweep_w_v = [&] {
-    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n_chunks, small ? n_chunks : 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const Layer& l = layers[chunks[c].layer];
         dispatch(l.weight, [&](auto zero) {
@@ -278,13 +319,13 @@ at::Tensor power_iteration(
         normalize_into<T>(l.u_raw, l.shape.h, eps, l.u.data_ptr<T>(), l.u_used);
       });
     }
-    at::parallel_for(0, n_chunks, 1, [&](int64_t begin, int64_t end) {
+    at::parallel_for(0, n_transposed, small ? n_transposed : 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
-        const Layer& l = layers[chunks[c].layer];
+        const Layer& l = layers[transposed[c].layer];
         double* partial = l.partials + (c - l.first_chunk) * l.shape.cols();
         dispatch(l.weight, [&](auto zero) {
           rows_transposed_times_u<decltype(zero)>(
-              l, chunks[c].row_begin, chunks[c].row_end, partial);
+              l, transposed[c].row_begin, transposed[c].row_end, partial);
         });
       }
     });
@@ -297,9 +338,15 @@ at::Tensor power_iteration(
         v_raw = l.v_used;  // K > 0 with H == 0 (or K == 0): W^T u is zero
         std::fill(v_raw, v_raw + k, 0.0);
       }
-      for (int64_t c = 1; c < l.num_chunks; ++c) {
-        const double* p = l.partials + c * k;
-        for (int64_t j = 0; j < k; ++j) v_raw[j] += p[j];
+      if (l.num_chunks > 1) {
+        // Column by column, the chunks in order: in parallel over columns.
+        const int64_t grain = std::max<int64_t>(1, kGrain / l.num_chunks);
+        at::parallel_for(0, k, grain, [&](int64_t j0, int64_t j1) {
+          for (int64_t c = 1; c < l.num_chunks; ++c) {
+            const double* p = l.partials + c * k;
+            for (int64_t j = j0; j < j1; ++j) v_raw[j] += p[j];
+          }
+        });
       }
       dispatch(l.weight, [&](auto zero) {
         using T = decltype(zero);

@@ -51,11 +51,25 @@ def _cost_tile(
         yk = tl.load(yb + cols * d + k, mask=cmask, other=0).to(ACC)
         diff = xk[:, None] - yk[None, :]
         sq += diff * diff
+    return _cost_from_squares(sq, P), sq
+
+
+@triton.jit
+def _cost_from_squares(sq, P: tl.constexpr):
+    """|x - y|^2 / 2 (p = 2) or GeomLoss's smoothed |x - y| (p = 1) from |x - y|^2."""
     if P == 2:
-        c = 0.5 * sq
-    else:
-        c = tl.sqrt(tl.maximum(sq, 1e-8))
-    return c, sq
+        return 0.5 * sq
+    return tl.sqrt(tl.maximum(sq, 1e-8))
+
+
+@triton.jit
+def _lse_step(run_max, run_sum, v, ACC: tl.constexpr):
+    """Folds the tile v (rows x columns) into each row's running max and rescaled sum."""
+    new_max = tl.maximum(run_max, tl.max(v, axis=1))
+    # Rows whose every value so far is -inf keep max = -inf: shift by 0.
+    shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
+    run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
+    return new_max, run_sum
 
 
 @triton.jit
@@ -81,11 +95,7 @@ def _softmin_kernel(
         h = tl.load(hb + cols, mask=cmask, other=0).to(ACC)
         v = h[None, :] - c * inv_eps
         v = tl.where(cmask[None, :], v, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(v, axis=1))
-        # Rows whose every weight so far is zero keep max = -inf: shift by 0.
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
-        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
-        run_max = new_max
+        run_max, run_sum = _lse_step(run_max, run_sum, v, ACC)
     out = -eps * (run_max + tl.log(run_sum))
     tl.store(out_ptr + b * n + rows, out.to(out_ptr.dtype.element_ty), mask=rmask)
 
@@ -147,23 +157,24 @@ def _packed_rows(batch, n, ROWS: tl.constexpr, PACK: tl.constexpr):
 
 
 @triton.jit
-def _packed_cost_tile(
-    xrow, ybase, cols, rmask, mask2, d, P: tl.constexpr, R: tl.constexpr, BLOCK_M: tl.constexpr,
+def _packed_tile(
+    xrow, ybase, hbase, j0, rmask, m, d, P: tl.constexpr, R: tl.constexpr, BLOCK_M: tl.constexpr,
     ACC64: tl.constexpr,
 ):
-    """The cost tile of packed rows: row r against columns ``cols`` of its own problem."""
+    """Columns j0 .. j0 + BLOCK_M of packed rows, each against its own problem:
+    (cost, squared distance, h, mask of the tile, mask of the columns)."""
     ACC = tl.float64 if ACC64 else tl.float32
+    cols = j0 + tl.arange(0, BLOCK_M)
+    cmask = cols < m
+    mask2 = rmask[:, None] & cmask[None, :]
     sq = tl.zeros([R, BLOCK_M], dtype=ACC)
     for k in range(d):
         xk = tl.load(xrow + k, mask=rmask, other=0).to(ACC)
         yk = tl.load(ybase[:, None] + cols[None, :] * d + k, mask=mask2, other=0).to(ACC)
         diff = xk[:, None] - yk
         sq += diff * diff
-    if P == 2:
-        c = 0.5 * sq
-    else:
-        c = tl.sqrt(tl.maximum(sq, 1e-8))
-    return c, sq
+    h = tl.load(hbase[:, None] + cols[None, :], mask=mask2, other=0).to(ACC)
+    return _cost_from_squares(sq, P), sq, h, mask2, cmask
 
 
 @triton.jit
@@ -181,16 +192,9 @@ def _softmin_packed_kernel(
     run_max = tl.full([PACK * ROWS], float("-inf"), dtype=ACC)
     run_sum = tl.zeros([PACK * ROWS], dtype=ACC)
     for j0 in range(0, m, BLOCK_M):
-        cols = j0 + tl.arange(0, BLOCK_M)
-        cmask = cols < m
-        mask2 = rmask[:, None] & cmask[None, :]
-        c, sq = _packed_cost_tile(xrow, ybase, cols, rmask, mask2, d, P, PACK * ROWS, BLOCK_M, ACC64)
-        h = tl.load(hbase[:, None] + cols[None, :], mask=mask2, other=0).to(ACC)
+        c, sq, h, mask2, cmask = _packed_tile(xrow, ybase, hbase, j0, rmask, m, d, P, PACK * ROWS, BLOCK_M, ACC64)
         v = tl.where(cmask[None, :], h - c * inv_eps, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(v, axis=1))
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
-        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
-        run_max = new_max
+        run_max, run_sum = _lse_step(run_max, run_sum, v, ACC)
     out = -eps * (run_max + tl.log(run_sum))
     tl.store(out_ptr + prob * n + row, out.to(out_ptr.dtype.element_ty), mask=rmask)
 
@@ -214,11 +218,8 @@ def _envelope_packed_kernel(
     acc_w = tl.zeros([PACK * ROWS], dtype=ACC)
     acc_y = tl.zeros([PACK * ROWS, BLOCK_D], dtype=ACC)
     for j0 in range(0, m, BLOCK_M):
+        c, sq, h, mask2, cmask = _packed_tile(xrow, ybase, hbase, j0, rmask, m, d, P, PACK * ROWS, BLOCK_M, ACC64)
         cols = j0 + tl.arange(0, BLOCK_M)
-        cmask = cols < m
-        mask2 = rmask[:, None] & cmask[None, :]
-        c, sq = _packed_cost_tile(xrow, ybase, cols, rmask, mask2, d, P, PACK * ROWS, BLOCK_M, ACC64)
-        h = tl.load(hbase[:, None] + cols[None, :], mask=mask2, other=0).to(ACC)
         w = tl.exp(h - c * inv_eps + fi[:, None])
         if P == 1:
             w = tl.where(sq > 1e-8, w / c, 0.0)
@@ -243,62 +244,41 @@ def _packing(n: int) -> tuple[int, int]:
 
 
 @triton.jit
-def _lse_rows_kernel(
+def _lse_kernel(
     M_ptr, h_ptr, base_ptr, out_ptr, active_ptr, n, m, inv_reg_hi, inv_reg_lo,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
+    COLUMNS: tl.constexpr, BLOCK_OUT: tl.constexpr, BLOCK_RED: tl.constexpr, ACC64: tl.constexpr,
 ):
-    """out[b, i] = base[b, i] - LSE_j(h[b, j] - M[b, i, j] / reg) for the listed problems b."""
+    """For the listed problems b, rows: out[b, i] = base[b, i] - LSE_j(h[b, j] - M[b, i, j] / reg);
+    COLUMNS: out[b, j] = -LSE_i(h[b, i] - M[b, i, j] / reg). Either way tiles of M are read
+    along its rows (the compiler sees which tile axis is contiguous)."""
     ACC = tl.float64 if ACC64 else tl.float32
     inv_reg = tl.cast(inv_reg_hi, ACC) + tl.cast(inv_reg_lo, ACC)
     b = tl.load(active_ptr + tl.program_id(1)).to(tl.int64)
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    rmask = rows < n
+    n_out = m if COLUMNS else n
+    n_red = n if COLUMNS else m
+    outs = tl.program_id(0) * BLOCK_OUT + tl.arange(0, BLOCK_OUT)
+    omask = outs < n_out
     Mb = M_ptr + b * n * m
-    run_max = tl.full([BLOCK_N], float("-inf"), dtype=ACC)
-    run_sum = tl.zeros([BLOCK_N], dtype=ACC)
-    for j0 in range(0, m, BLOCK_M):
-        cols = j0 + tl.arange(0, BLOCK_M)
-        cmask = cols < m
-        mask2 = rmask[:, None] & cmask[None, :]
-        c = tl.load(Mb + rows.to(tl.int64)[:, None] * m + cols[None, :], mask=mask2, other=0).to(ACC)
-        h = tl.load(h_ptr + b * m + cols, mask=cmask, other=0).to(ACC)
+    run_max = tl.full([BLOCK_OUT], float("-inf"), dtype=ACC)
+    run_sum = tl.zeros([BLOCK_OUT], dtype=ACC)
+    for r0 in range(0, n_red, BLOCK_RED):
+        reds = r0 + tl.arange(0, BLOCK_RED)
+        red_mask = reds < n_red
+        mask2 = omask[:, None] & red_mask[None, :]
+        if COLUMNS:
+            ptrs = Mb + reds.to(tl.int64)[None, :] * m + outs[:, None]
+        else:
+            ptrs = Mb + outs.to(tl.int64)[:, None] * m + reds[None, :]
+        c = tl.load(ptrs, mask=mask2, other=0).to(ACC)
+        h = tl.load(h_ptr + b * n_red + reds, mask=red_mask, other=0).to(ACC)
         v = tl.where(mask2, h[None, :] - c * inv_reg, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(v, axis=1))
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
-        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[:, None]), axis=1)
-        run_max = new_max
-    base = tl.load(base_ptr + b * n + rows, mask=rmask, other=0).to(ACC)
-    out = base - (run_max + tl.log(run_sum))
-    tl.store(out_ptr + b * n + rows, out.to(out_ptr.dtype.element_ty), mask=rmask)
-
-
-@triton.jit
-def _lse_cols_kernel(
-    M_ptr, h_ptr, out_ptr, active_ptr, n, m, inv_reg_hi, inv_reg_lo,
-    BLOCK_N: tl.constexpr, BLOCK_M: tl.constexpr, ACC64: tl.constexpr,
-):
-    """out[b, j] = -LSE_i(h[b, i] - M[b, i, j] / reg) for the listed problems b."""
-    ACC = tl.float64 if ACC64 else tl.float32
-    inv_reg = tl.cast(inv_reg_hi, ACC) + tl.cast(inv_reg_lo, ACC)
-    b = tl.load(active_ptr + tl.program_id(1)).to(tl.int64)
-    cols = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    cmask = cols < m
-    Mb = M_ptr + b * n * m
-    run_max = tl.full([BLOCK_M], float("-inf"), dtype=ACC)
-    run_sum = tl.zeros([BLOCK_M], dtype=ACC)
-    for i0 in range(0, n, BLOCK_N):
-        rows = i0 + tl.arange(0, BLOCK_N)
-        rmask = rows < n
-        mask2 = rmask[:, None] & cmask[None, :]
-        c = tl.load(Mb + rows.to(tl.int64)[:, None] * m + cols[None, :], mask=mask2, other=0).to(ACC)
-        h = tl.load(h_ptr + b * n + rows, mask=rmask, other=0).to(ACC)
-        v = tl.where(mask2, h[:, None] - c * inv_reg, float("-inf"))
-        new_max = tl.maximum(run_max, tl.max(v, axis=0))
-        shift = tl.where(new_max == float("-inf"), 0.0, new_max).to(ACC)
-        run_sum = run_sum * tl.exp(run_max - shift) + tl.sum(tl.exp(v - shift[None, :]), axis=0)
-        run_max = new_max
-    out = -(run_max + tl.log(run_sum))
-    tl.store(out_ptr + b * m + cols, out.to(out_ptr.dtype.element_ty), mask=cmask)
+        run_max, run_sum = _lse_step(run_max, run_sum, v, ACC)
+    lse = run_max + tl.log(run_sum)
+    if COLUMNS:
+        out = -lse
+    else:
+        out = tl.load(base_ptr + b * n + outs, mask=omask, other=0).to(ACC) - lse
+    tl.store(out_ptr + b * n_out + outs, out.to(out_ptr.dtype.element_ty), mask=omask)
 
 
 @triton.jit
@@ -383,8 +363,8 @@ def sinkhorn_log(a, b, M, reg, max_iter, tol):
     active = torch.arange(batch, dtype=torch.int32, device=dev)
 
     def column_pass(active):
-        _lse_cols_kernel[(triton.cdiv(m, BLOCK_M), active.numel())](
-            M, u, col, active, n, m, *split, BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=acc64
+        _lse_kernel[(triton.cdiv(m, BLOCK_M), active.numel())](
+            M, u, u, col, active, n, m, *split, COLUMNS=True, BLOCK_OUT=BLOCK_M, BLOCK_RED=BLOCK_N, ACC64=acc64
         )
 
     def marginal_error(rows):
@@ -405,8 +385,8 @@ def sinkhorn_log(a, b, M, reg, max_iter, tol):
                     break
         rows = active.long()
         v[rows] = logb[rows] + col[rows]
-        _lse_rows_kernel[(triton.cdiv(n, BLOCK_N), active.numel())](
-            M, v, loga, u, active, n, m, *split, BLOCK_N=BLOCK_N, BLOCK_M=BLOCK_M, ACC64=acc64
+        _lse_kernel[(triton.cdiv(n, BLOCK_N), active.numel())](
+            M, v, loga, u, active, n, m, *split, COLUMNS=False, BLOCK_OUT=BLOCK_N, BLOCK_RED=BLOCK_M, ACC64=acc64
         )
     else:
         # The problems that ran to max_iter: POT's last check happens only

@@ -81,12 +81,13 @@ def _specs() -> list[tuple[str, str, str, dict[str, str], dict[str, object]]]:
             ]
             if p == 1:
                 blocks = {"BLOCK_N": 32, "BLOCK_M": 64, "ACC64": dt == "fp64"}
-                lse = {"M_ptr": f"*{dt}", "h_ptr": f"*{dt}", "out_ptr": f"*{dt}", "active_ptr": "*i32",
-                       "n": "i32", "m": "i32", "inv_reg_hi": "fp32", "inv_reg_lo": "fp32"}
+                lse = {"M_ptr": f"*{dt}", "h_ptr": f"*{dt}", "base_ptr": f"*{dt}", "out_ptr": f"*{dt}",
+                       "active_ptr": "*i32", "n": "i32", "m": "i32", "inv_reg_hi": "fp32", "inv_reg_lo": "fp32"}
                 specs += [
-                    (f"sinkhorn_lse_rows-{dt}", "fastgan.kernels.sinkhorn", "_lse_rows_kernel",
-                     dict(lse, base_ptr=f"*{dt}"), dict(blocks)),
-                    (f"sinkhorn_lse_cols-{dt}", "fastgan.kernels.sinkhorn", "_lse_cols_kernel", dict(lse), dict(blocks)),
+                    (f"sinkhorn_lse_rows-{dt}", "fastgan.kernels.sinkhorn", "_lse_kernel", dict(lse),
+                     {"COLUMNS": False, "BLOCK_OUT": 32, "BLOCK_RED": 64, "ACC64": dt == "fp64"}),
+                    (f"sinkhorn_lse_cols-{dt}", "fastgan.kernels.sinkhorn", "_lse_kernel", dict(lse),
+                     {"COLUMNS": True, "BLOCK_OUT": 64, "BLOCK_RED": 32, "ACC64": dt == "fp64"}),
                     (f"sinkhorn_transport_cost-{dt}", "fastgan.kernels.sinkhorn", "_transport_cost_kernel",
                      {"M_ptr": f"*{dt}", "u_ptr": f"*{dt}", "v_ptr": f"*{dt}", "out_ptr": "*fp64", "n": "i32",
                       "m": "i32", "inv_reg_hi": "fp32", "inv_reg_lo": "fp32"}, dict(blocks)),

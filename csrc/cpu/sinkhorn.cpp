@@ -849,42 +849,34 @@ std::tuple<at::Tensor, at::Tensor> sinkhorn_points_backward(
     Term xy(batch * n, batch * m), yx(batch * m, batch * n);
     Term xx(debias ? batch * n : 0, debias ? batch * n : 0), yy(debias ? batch * m : 0, debias ? batch * m : 0);
     const at::Tensor gcc = grad_cost.contiguous();
-    for (int64_t pb = 0; pb < batch; ++pb) {
+    // One side (the x side: weights a, potentials f and f_aa; or the y
+    // side) of one problem: its points are the columns of `across` (h from
+    // the state potential), the rows of `own` (the returned potential) and
+    // both for `self` (debiased).
+    const auto fill_side = [&](int64_t pb, int64_t count, const at::Tensor& w, const at::Tensor& pot,
+                               const at::Tensor& self_pot, Term& across, Term& own, Term& self) {
       const T gcb = gcc.const_data_ptr<T>()[pb];
-      const T* ap = ac.const_data_ptr<T>() + pb * n;
-      const T* bp = bc.const_data_ptr<T>() + pb * m;
-      const T* f0 = fc.const_data_ptr<T>() + pb * n;
-      const T* fs = fc.const_data_ptr<T>() + (batch + pb) * n;
-      const T* g0 = gc.const_data_ptr<T>() + pb * m;
-      const T* gs = gc.const_data_ptr<T>() + (batch + pb) * m;
-      const T* faa0 = debias ? faac.const_data_ptr<T>() + pb * n : nullptr;
-      const T* faas = debias ? faac.const_data_ptr<T>() + (batch + pb) * n : nullptr;
-      const T* gbb0 = debias ? gbbc.const_data_ptr<T>() + pb * m : nullptr;
-      const T* gbbs = debias ? gbbc.const_data_ptr<T>() + (batch + pb) * m : nullptr;
-      for (int64_t i = 0; i < n; ++i) {
-        const int64_t k = pb * n + i;
-        const T la = ap[i] > 0 ? std::log(ap[i]) : T(-100000);
-        yx.h[k] = la + fs[i] * inv;
-        xy.pot[k] = static_cast<T>(f0[i] / lambda);
-        xy.scale[k] = scale_of(gcb * ap[i], f0[i]);
+      const T* wp = w.const_data_ptr<T>() + pb * count;
+      const T* returned = pot.const_data_ptr<T>() + pb * count;
+      const T* state = pot.const_data_ptr<T>() + (batch + pb) * count;
+      const T* self_returned = debias ? self_pot.const_data_ptr<T>() + pb * count : nullptr;
+      const T* self_state = debias ? self_pot.const_data_ptr<T>() + (batch + pb) * count : nullptr;
+      for (int64_t i = 0; i < count; ++i) {
+        const int64_t k = pb * count + i;
+        const T lw = wp[i] > 0 ? std::log(wp[i]) : T(-100000);
+        across.h[k] = lw + state[i] * inv;
+        own.pot[k] = static_cast<T>(returned[i] / lambda);
+        own.scale[k] = scale_of(gcb * wp[i], returned[i]);
         if (debias) {
-          xx.h[k] = la + faas[i] * inv;
-          xx.pot[k] = static_cast<T>(faa0[i] / lambda);
-          xx.scale[k] = scale_of(gcb * ap[i], faa0[i]);
+          self.h[k] = lw + self_state[i] * inv;
+          self.pot[k] = static_cast<T>(self_returned[i] / lambda);
+          self.scale[k] = scale_of(gcb * wp[i], self_returned[i]);
         }
       }
-      for (int64_t j = 0; j < m; ++j) {
-        const int64_t k = pb * m + j;
-        const T lb = bp[j] > 0 ? std::log(bp[j]) : T(-100000);
-        xy.h[k] = lb + gs[j] * inv;
-        yx.pot[k] = static_cast<T>(g0[j] / lambda);
-        yx.scale[k] = scale_of(gcb * bp[j], g0[j]);
-        if (debias) {
-          yy.h[k] = lb + gbbs[j] * inv;
-          yy.pot[k] = static_cast<T>(gbb0[j] / lambda);
-          yy.scale[k] = scale_of(gcb * bp[j], gbb0[j]);
-        }
-      }
+    };
+    for (int64_t pb = 0; pb < batch; ++pb) {
+      fill_side(pb, n, ac, fc, faac, yx, xy, xx);
+      fill_side(pb, m, bc, gc, gbbc, xy, yx, yy);
     }
     // Rows of x then rows of y, every problem, in one parallel region.
     const int64_t rows = batch * (n + m);

@@ -3,11 +3,11 @@
 // Power iteration: two work lists (all layers together) are swept in
 // parallel once per iteration each: u_raw = W v over chunks of rows of about
 // kGrain elements (a dot product per row), then v_raw = W^T u over chunks of
-// about kTransposeGrain elements, each adding u_h * row_h into its own
-// partial vector; the partials are summed in a fixed order, so the result
-// does not depend on the thread count. The larger chunks keep the partials
-// (K values each) few next to the weights. Between the
-// sweeps, u and v are normalised per layer. sigma = u^T W v needs no third
+// rows of about a 32nd of the model (kGrain to kTransposeGrain elements),
+// each adding u_h * row_h into its own partial vector; the partials are
+// summed in a fixed order, so the result does not depend on the thread
+// count. The larger chunks keep the partials (K values each) few next to
+// the weights. Between the sweeps, u and v are normalised per layer. sigma = u^T W v needs no third
 // sweep: with v = v_raw / max(|v_raw|, eps) and v_raw = W^T u it is
 // v_raw . v. Sums accumulate in float64; u and v are rounded to the
 // weight's dtype as soon as they are formed, as a per-layer computation in

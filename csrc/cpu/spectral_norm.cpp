@@ -135,11 +135,27 @@ struct Chunk {
   int64_t row_begin, row_end;
 };
 
+// Rows shorter than this are summed inline (a call per row of a few
+// elements, as the input layer of a 2-D critic has, cost more than the sums).
+constexpr int64_t kNarrowRow = 32;
+
 // Rows [r0, r1) of W_mat times v_used, into u_raw.
 template <typename T>
 void rows_times_v(const Layer& l, int64_t r0, int64_t r1) {
   const T* w = l.weight.const_data_ptr<T>();
   const MatrixShape& s = l.shape;
+  if (s.b < kNarrowRow) {
+    for (int64_t h = r0; h < r1; ++h) {
+      double acc = 0;
+      for (int64_t a = 0; a < s.a; ++a) {
+        const T* row = w + (a * s.h + h) * s.b;
+        const double* v = l.v_used + a * s.b;
+        for (int64_t k = 0; k < s.b; ++k) acc += static_cast<double>(row[k]) * v[k];
+      }
+      l.u_raw[h] = acc;
+    }
+    return;
+  }
   for (int64_t h = r0; h < r1; ++h) {
     double acc = 0;
     for (int64_t a = 0; a < s.a; ++a) {
@@ -159,6 +175,17 @@ void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* par
   const T* w = l.weight.const_data_ptr<T>();
   const MatrixShape& s = l.shape;
   std::fill(partial, partial + s.cols(), 0.0);
+  if (s.b < kNarrowRow) {
+    for (int64_t a = 0; a < s.a; ++a) {
+      double* out = partial + a * s.b;
+      for (int64_t h = r0; h < r1; ++h) {
+        const T* row = w + (a * s.h + h) * s.b;
+        const double uh = l.u_used[h];
+        for (int64_t k = 0; k < s.b; ++k) out[k] += uh * static_cast<double>(row[k]);
+      }
+    }
+    return;
+  }
   if constexpr (std::is_same_v<T, float>) {
     // Float sums over kFloatRows rows (eight floats per AVX2 instruction),
     // widened into the float64 partial once per block of rows.

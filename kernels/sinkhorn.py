@@ -29,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from fastgan.reference.sinkhorn import damping, points_cost
+from fastgan.reference.sinkhorn import damping, log_weights, points_cost
 
 BLOCK_N = 32
 BLOCK_M = 64
@@ -464,19 +464,15 @@ def _envelope(x, y, h, f, scale, grad, eps, sign, p):
     )
 
 
-def _log_weights(w: torch.Tensor) -> torch.Tensor:
-    return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(), torch.full_like(w, -100000.0))
-
-
 def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter, rho=None):
     """Same contract as ``fastgan::sinkhorn_points`` (csrc/cpu/sinkhorn.cpp).
 
     Problems that have converged (tol >= 0) keep their potentials and drop
     out of the launches: later iterations run on the problems still moving.
     """
-    rho = None if rho is None or math.isinf(rho) else _positive_rho(rho)
+    rho = _unbalanced_rho(rho)
     x, y, a, b = x.contiguous(), y.contiguous(), a.contiguous(), b.contiguous()
-    la, lb = _log_weights(a), _log_weights(b)
+    la, lb = log_weights(a), log_weights(b)
     schedule = len(eps_list)
     final_eps = eps_list[-1]
 
@@ -523,17 +519,20 @@ def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter, rho=None):
             if moving.numel() == 0:
                 break
             sel = None if moving.numel() == batch else moving
-    f, g, faa, gbb = state
-    final = step(final_eps, f, g, faa, gbb)
-    empty = x.new_empty((0,))
-    if debias:
-        cost = points_cost(a, b, *final, final_eps, rho)
-        return cost, torch.stack((final[0], f)), torch.stack((final[1], g)), torch.stack((final[2], faa)), torch.stack((final[3], gbb)), n_iter
-    cost = points_cost(a, b, final[0], final[1], None, None, final_eps, rho)
-    return cost, torch.stack((final[0], f)), torch.stack((final[1], g)), empty, empty.clone(), n_iter
+    # The returned potentials [0] with the state they came from [1]; without
+    # debias, f_aa and g_bb are empty.
+    final = step(final_eps, *state)
+    pots = [torch.stack((fin, st)) for fin, st in zip(final, state)]
+    if not debias:
+        final += [None, None]
+        pots += [x.new_empty((0,)), x.new_empty((0,))]
+    return points_cost(a, b, *final, final_eps, rho), *pots, n_iter
 
 
-def _positive_rho(rho: float) -> float:
+def _unbalanced_rho(rho: float | None) -> float | None:
+    """The op's ``rho``: None for balanced OT (None or inf), else checked > 0."""
+    if rho is None or math.isinf(rho):
+        return None
     if not rho > 0:
         raise ValueError(f"fastgan::sinkhorn_points: `rho` must be > 0 (or None / inf for balanced OT), got {rho}")
     return float(rho)
@@ -555,10 +554,10 @@ def _envelope_term(pot, w, grad_cost, eps, rho):
 
 def sinkhorn_points_backward(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps, rho=None):
     """Same contract as ``fastgan::sinkhorn_points_backward``."""
-    rho = None if rho is None or math.isinf(rho) else _positive_rho(rho)
+    rho = _unbalanced_rho(rho)
     x, y = x.contiguous(), y.contiguous()
     debias = faa.numel() > 0
-    la, lb = _log_weights(a), _log_weights(b)
+    la, lb = log_weights(a), log_weights(b)
     gx = torch.zeros_like(x)
     gy = torch.zeros_like(y)
     _envelope(x, y, (lb + g[1] / eps).contiguous(), *_envelope_term(f[0], a, grad_cost, eps, rho), gx, eps, 1.0, p)

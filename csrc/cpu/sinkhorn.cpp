@@ -37,10 +37,10 @@
 #include <array>
 #include <atomic>
 #include <cmath>
-#include <optional>
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>

@@ -7,9 +7,9 @@
 // each adding u_h * row_h into its own partial vector; the partials are
 // summed in a fixed order, so the result does not depend on the thread
 // count. The larger chunks keep the partials (K values each) few next to
-// the weights. Between the sweeps, u and v are normalised per layer. sigma = u^T W v needs no third
-// sweep: with v = v_raw / max(|v_raw|, eps) and v_raw = W^T u it is
-// v_raw . v. Sums accumulate in float64; u and v are rounded to the
+// the weights. Between the sweeps, u and v are normalised per layer.
+// sigma = u^T W v needs no third sweep: with v = v_raw / max(|v_raw|, eps)
+// and v_raw = W^T u it is v_raw . v. Sums accumulate in float64; u and v are rounded to the
 // weight's dtype as soon as they are formed, as a per-layer computation in
 // that dtype would round them.
 //
@@ -269,6 +269,7 @@ at::Tensor power_iteration(
     l.u = us[i].contiguous();
     l.v = vs[i].contiguous();
     const int64_t k = l.shape.cols();
+    l.first_chunk = static_cast<int64_t>(transposed.size());
     if (k > 0) {
       const auto cut = [&](std::vector<Chunk>& list, int64_t grain) {
         const int64_t rows_per_chunk = std::max<int64_t>(1, grain / k);
@@ -277,10 +278,7 @@ at::Tensor power_iteration(
         }
       };
       cut(chunks, kGrain);
-      l.first_chunk = static_cast<int64_t>(transposed.size());
       cut(transposed, transpose_grain);
-    } else {
-      l.first_chunk = static_cast<int64_t>(transposed.size());
     }
     l.num_chunks = static_cast<int64_t>(transposed.size()) - l.first_chunk;
     scratch_size += 2 * l.shape.h + k;
@@ -472,20 +470,23 @@ void scale_backward_rows(
     const T* g, const double* v, const double* u, T* out, const MatrixShape& s, double inv, double coef) {
   const int64_t rows = s.a * s.h;
   const int64_t rows_per_task = std::max<int64_t>(1, kGrain / std::max<int64_t>(s.b, 1));
-  if constexpr (std::is_same_v<T, float>) {
-    const std::vector<float> vf(v, v + s.cols());
+  // row(r, offset of its slab of v, coef * u_h).
+  const auto each_row = [&](const auto& row) {
     at::parallel_for(0, rows, rows_per_task, [&](int64_t begin, int64_t end) {
       for (int64_t r = begin; r < end; ++r) {
-        scale_backward_row_f32(
-            g + r * s.b, vf.data() + (r / s.h) * s.b, out + r * s.b, s.b, static_cast<float>(inv),
-            static_cast<float>(coef * u[r % s.h]));
+        row(r, (r / s.h) * s.b, coef * u[r % s.h]);
       }
     });
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    const std::vector<float> vf(v, v + s.cols());
+    each_row([&](int64_t r, int64_t vo, double cu) {
+      scale_backward_row_f32(
+          g + r * s.b, vf.data() + vo, out + r * s.b, s.b, static_cast<float>(inv), static_cast<float>(cu));
+    });
   } else {
-    at::parallel_for(0, rows, rows_per_task, [&](int64_t begin, int64_t end) {
-      for (int64_t r = begin; r < end; ++r) {
-        scale_backward_row(g + r * s.b, v + (r / s.h) * s.b, out + r * s.b, s.b, inv, coef * u[r % s.h]);
-      }
+    each_row([&](int64_t r, int64_t vo, double cu) {
+      scale_backward_row(g + r * s.b, v + vo, out + r * s.b, s.b, inv, cu);
     });
   }
 }

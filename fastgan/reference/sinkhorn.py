@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["damping", "point_cost", "points_cost", "sinkhorn_log", "sinkhorn_points"]
+__all__ = ["damping", "log_weights", "point_cost", "points_cost", "sinkhorn_log", "sinkhorn_points"]
 
 #: GeomLoss's p = 1 cost is sqrt(max(|x - y|^2, 1e-8)), smooth at x = y.
 MIN_SQUARED_DISTANCE = 1e-8
@@ -70,7 +70,8 @@ def _softmin(eps: float, C: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return -eps * torch.logsumexp(h.unsqueeze(1) - C / eps, dim=2)
 
 
-def _log_weights(w: torch.Tensor) -> torch.Tensor:
+def log_weights(w: torch.Tensor) -> torch.Tensor:
+    """GeomLoss's log weights: log w, with log 0 taken as -1e5."""
     return torch.where(w > 0, w.clamp_min(torch.finfo(w.dtype).tiny).log(), torch.full_like(w, -100000.0))
 
 
@@ -139,7 +140,7 @@ def sinkhorn_points(
     """
     eps0, final_eps = eps_list[0], eps_list[-1]
     with torch.no_grad():
-        la, lb = _log_weights(a), _log_weights(b)
+        la, lb = log_weights(a), log_weights(b)
         Cxy = point_cost(x, y, p)
         Cyx = Cxy.transpose(1, 2)
         Cxx = point_cost(x, x, p) if debias else None

@@ -75,6 +75,20 @@ def test_large_tensors_split_across_threads(device, generator):
     assert_clipped(tensors, clamped, fastgan.clip_parameters_(tensors, C), changed, device)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_working_set_larger_than_the_caches(device, dtype, generator):
+    # Over 8 MiB in all: the CPU kernel sweeps in blocks that prefetch ahead.
+    # Odd sizes end in partial blocks; NaN and Inf land inside blocks, at
+    # their edges and at a tensor's last element.
+    tensors = random_tensors([(1_048_579,), (3,), (1_500_011,), (257,)], dtype, device, generator)
+    for t in (tensors[0], tensors[2]):
+        for i, value in zip((0, 255, 256, 70_001, t.numel() - 1), (math.nan, math.inf, -math.inf, math.nan, math.nan)):
+            t[i] = value
+    assert sum(t.numel() * t.element_size() for t in tensors) > 8 << 20
+    clamped, changed = expected(tensors, C)
+    assert_clipped(tensors, clamped, fastgan.clip_parameters_(tensors, C), changed, device)
+
+
 def test_clip_value_rounds_like_torch_clamp(device, generator):
     # 0.01 is not representable in float16 / bfloat16: elements equal to the
     # rounded bound are unchanged and not counted, exactly as torch.clamp does.

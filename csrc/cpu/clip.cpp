@@ -11,9 +11,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 #include <vector>
 
 #include "../common/clip.h"
@@ -27,40 +29,72 @@ namespace {
 // the compiler can vectorise it alongside the float compares.
 constexpr int64_t kCountBlock = int64_t{1} << 30;
 
-// Written so that it compiles to and (for |v|), compare, subtract, max and
-// min per vector: |v| > hi counts the clipped elements because lo == -hi, and the
-// operand order of the selects matches maxps/minps, which return their
-// second operand (v itself) when v is NaN.
+// When the tensors hold more than the L2 caches do, spans are swept in 1 KiB
+// blocks, each of which first prefetches the lines 4 KiB ahead: the compare
+// and count make the loop long enough that the out-of-order window alone
+// keeps too few cache misses in flight, and without the prefetches the
+// counting sweep fell up to 10% behind a plain clamp on a critic larger than
+// the last-level cache. Data that the caches hold is swept without them.
+constexpr int64_t kPrefetchMinBytes = int64_t{8} << 20;
+constexpr int64_t kBlockBytes = 1024;
+constexpr int64_t kAheadBytes = 4096;
+constexpr int64_t kLineBytes = 64;
+
+// Written so that it compiles to max, min, an integer compare and a subtract
+// per vector: the operand order of the selects matches maxps/minps, which
+// return their second operand (v itself) when v is NaN, and an element was
+// clipped exactly when the clamp changed its bits (so NaN, -0.0 and elements
+// already at a bound are not counted). The compare runs on the integer
+// ports, beside the float max and min. n < kCountBlock.
 template <typename T>
-inline int64_t clip_span_generic(T* x, int64_t n, T lo, T hi) {
-  int64_t clipped = 0;
-  for (int64_t start = 0; start < n; start += kCountBlock) {
-    const int64_t stop = std::min(n, start + kCountBlock);
-    int32_t block_clipped = 0;
-    FASTGAN_UNROLL
-    for (int64_t i = start; i < stop; ++i) {
-      const T v = x[i];
-      block_clipped += std::abs(v) > hi;
-      const T above_lo = lo > v ? lo : v;
-      x[i] = hi < above_lo ? hi : above_lo;
-    }
-    clipped += block_clipped;
+FASTGAN_ALWAYS_INLINE inline int64_t clip_block(T* x, int64_t n, T lo, T hi) {
+  using Bits = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  Bits unchanged = 0;
+  FASTGAN_UNROLL
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = x[i];
+    const T above_lo = lo > v ? lo : v;
+    const T r = hi < above_lo ? hi : above_lo;
+    x[i] = r;
+    unchanged += std::bit_cast<Bits>(v) == std::bit_cast<Bits>(r);
   }
-  return clipped;
+  return n - static_cast<int64_t>(unchanged);
 }
 
-FASTGAN_CPU_CLONES int64_t clip_span(float* x, int64_t n, float lo, float hi) {
-  return clip_span_generic(x, n, lo, hi);
+template <typename T>
+FASTGAN_ALWAYS_INLINE inline int64_t clip_span_generic(T* x, int64_t n, T lo, T hi, bool prefetch) {
+  int64_t clipped = 0;
+  if (!prefetch) {
+    for (int64_t start = 0; start < n; start += kCountBlock) {
+      clipped += clip_block(x + start, std::min(n - start, kCountBlock), lo, hi);
+    }
+    return clipped;
+  }
+  constexpr int64_t block = kBlockBytes / sizeof(T);
+  constexpr int64_t ahead = kAheadBytes / sizeof(T);
+  constexpr int64_t line = kLineBytes / sizeof(T);
+  int64_t start = 0;
+  for (; start + block <= n; start += block) {
+    for (int64_t k = start + ahead; k < start + ahead + block; k += line) {
+      __builtin_prefetch(x + std::min(k, n - 1), 1, 3);
+    }
+    clipped += clip_block(x + start, block, lo, hi);
+  }
+  return clipped + clip_block(x + start, n - start, lo, hi);
 }
 
-FASTGAN_CPU_CLONES int64_t clip_span(double* x, int64_t n, double lo, double hi) {
-  return clip_span_generic(x, n, lo, hi);
+FASTGAN_CPU_CLONES int64_t clip_span(float* x, int64_t n, float lo, float hi, bool prefetch) {
+  return clip_span_generic(x, n, lo, hi, prefetch);
+}
+
+FASTGAN_CPU_CLONES int64_t clip_span(double* x, int64_t n, double lo, double hi, bool prefetch) {
+  return clip_span_generic(x, n, lo, hi, prefetch);
 }
 
 // float16 / bfloat16: compare in float, and write back either the element
 // itself or a bound that is already in the storage type (no rounding).
 template <typename T>
-int64_t clip_span(T* x, int64_t n, T lo, T hi) {
+int64_t clip_span(T* x, int64_t n, T lo, T hi, bool /*prefetch*/) {
   const float lo_f = static_cast<float>(lo);
   const float hi_f = static_cast<float>(hi);
   int64_t clipped = 0;
@@ -80,13 +114,13 @@ int64_t clip_span(T* x, int64_t n, T lo, T hi) {
 
 // Clips elements [offset, offset + n) of one dense tensor.
 int64_t clip_range(
-    const at::Tensor& t, int64_t offset, int64_t n, double clip_value) {
+    const at::Tensor& t, int64_t offset, int64_t n, double clip_value, bool prefetch) {
   int64_t clipped = 0;
   AT_DISPATCH_FLOATING_TYPES_AND2(
       at::kHalf, at::kBFloat16, t.scalar_type(), "fastgan::clip_", [&] {
         const auto hi = static_cast<scalar_t>(clip_value);
         const auto lo = static_cast<scalar_t>(-clip_value);
-        clipped = clip_span(t.data_ptr<scalar_t>() + offset, n, lo, hi);
+        clipped = clip_span(t.data_ptr<scalar_t>() + offset, n, lo, hi, prefetch);
       });
   return clipped;
 }
@@ -99,9 +133,12 @@ at::Tensor clip_(at::TensorList tensors, double clip_value) {
 
   // starts[i]: where tensor i begins in the virtual flat array.
   std::vector<int64_t> starts(flat.size() + 1, 0);
+  int64_t bytes = 0;
   for (size_t i = 0; i < flat.size(); ++i) {
     starts[i + 1] = starts[i] + flat[i].numel();
+    bytes += flat[i].numel() * static_cast<int64_t>(flat[i].element_size());
   }
+  const bool prefetch = bytes >= kPrefetchMinBytes;
 
   const int64_t clipped = at::parallel_reduce(
       0, starts.back(), kGrain, int64_t{0},
@@ -112,7 +149,7 @@ at::Tensor clip_(at::TensorList tensors, double clip_value) {
             starts.begin() - 1;
         for (int64_t pos = begin; pos < end; ++i) {
           const int64_t stop = std::min(end, starts[i + 1]);
-          acc += clip_range(flat[i], pos - starts[i], stop - pos, clip_value);
+          acc += clip_range(flat[i], pos - starts[i], stop - pos, clip_value, prefetch);
           pos = stop;
         }
         return acc;

@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <type_traits>
@@ -108,6 +109,69 @@ FASTGAN_CPU_CLONES void axpy_f32(float a, const float* __restrict__ x, float* __
   }
 }
 
+// The float32 sweeps take rows kRowBlock at a time: each load of v (W v)
+// or of the running sum (W^T u) then serves four rows of W, which takes the
+// loops from the load ports' limit to the weights' read bandwidth.
+constexpr int64_t kRowBlock = 4;
+
+// The vector helper below is always inlined, so the vector ABI note GCC
+// gives for 32-byte values does not apply.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+// out[r] = <w + r * stride, v> for r < kRowBlock: float lanes per row,
+// widened to float64 once per row.
+FASTGAN_CPU_CLONES void dot_rows_f32(
+    const float* __restrict__ w, int64_t stride, const float* __restrict__ v, int64_t n, double* out) {
+#if defined(__GNUC__)
+  using vec8f = float __attribute__((vector_size(32)));
+  const auto load8 = [](const float* p) FASTGAN_ALWAYS_INLINE {
+    vec8f x;
+    std::memcpy(&x, p, sizeof(x));
+    return x;
+  };
+  vec8f acc[kRowBlock][2] = {};
+  int64_t j = 0;
+  for (; j + 16 <= n; j += 16) {
+    const vec8f v0 = load8(v + j);
+    const vec8f v1 = load8(v + j + 8);
+    for (int64_t r = 0; r < kRowBlock; ++r) {
+      acc[r][0] += load8(w + r * stride + j) * v0;
+      acc[r][1] += load8(w + r * stride + j + 8) * v1;
+    }
+  }
+  for (int64_t r = 0; r < kRowBlock; ++r) {
+    const vec8f lanes = acc[r][0] + acc[r][1];
+    double sum = 0;
+    for (int64_t k = j; k < n; ++k) sum += static_cast<double>(w[r * stride + k]) * v[k];
+    for (int k = 0; k < 8; ++k) sum += lanes[k];
+    out[r] = sum;
+  }
+#else
+  for (int64_t r = 0; r < kRowBlock; ++r) out[r] = dot_generic<float, float, float>(w + r * stride, v, n);
+#endif
+}
+
+// y += u[0] * w_0 + ... + u[R - 1] * w_{R-1} for the rows w_r = w + r *
+// stride, added in row order: the same float sums as R axpy_f32 calls.
+template <int R>
+FASTGAN_ALWAYS_INLINE inline void axpy_rows_generic(
+    const float* u, const float* __restrict__ w, int64_t stride, float* __restrict__ y, int64_t n) {
+  float ur[R];
+  for (int r = 0; r < R; ++r) ur[r] = u[r];
+  for (int64_t j = 0; j < n; ++j) {
+    float acc = y[j];
+    for (int r = 0; r < R; ++r) acc += ur[r] * w[r * stride + j];
+    y[j] = acc;
+  }
+}
+constexpr int64_t kAxpyRows = 8;
+FASTGAN_CPU_CLONES void axpy_rows_f32(
+    const float* u, const float* __restrict__ w, int64_t stride, float* __restrict__ y, int64_t n) {
+  axpy_rows_generic<kAxpyRows>(u, w, stride, y, n);
+}
+
 // Elements per chunk of the W^T u sweep: a 32nd of the model, between one
 // and eight of W v's chunks. Chunks of like sizes keep the threads' shares
 // even (each thread sweeps a contiguous range of the list); the size does
@@ -115,8 +179,9 @@ FASTGAN_CPU_CLONES void axpy_f32(float a, const float* __restrict__ x, float* __
 constexpr int64_t kTransposeChunks = 32;
 constexpr int64_t kTransposeGrain = 8 * kGrain;
 // float32 rows are summed in float kFloatRows at a time, then widened
-// into the chunk's float64 partial.
-constexpr int64_t kFloatRows = 16;
+// into the chunk's float64 partial (torch's float32 matrix-vector product
+// sums all rows in float; widening every 16 rows cost a third more time).
+constexpr int64_t kFloatRows = 64;
 
 // One layer of the batch, with its float64 working vectors.
 struct Layer {
@@ -156,7 +221,19 @@ void rows_times_v(const Layer& l, int64_t r0, int64_t r1) {
     }
     return;
   }
-  for (int64_t h = r0; h < r1; ++h) {
+  int64_t h = r0;
+  if constexpr (std::is_same_v<T, float>) {
+    for (; h + kRowBlock <= r1; h += kRowBlock) {
+      double acc[kRowBlock] = {};
+      for (int64_t a = 0; a < s.a; ++a) {
+        double part[kRowBlock];
+        dot_rows_f32(w + (a * s.h + h) * s.b, s.b, l.v.const_data_ptr<float>() + a * s.b, s.b, part);
+        for (int64_t r = 0; r < kRowBlock; ++r) acc[r] += part[r];
+      }
+      std::copy(acc, acc + kRowBlock, l.u_raw + h);
+    }
+  }
+  for (; h < r1; ++h) {
     double acc = 0;
     for (int64_t a = 0; a < s.a; ++a) {
       if constexpr (std::is_same_v<T, float>) {
@@ -174,7 +251,9 @@ template <typename T>
 void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* partial) {
   const T* w = l.weight.const_data_ptr<T>();
   const MatrixShape& s = l.shape;
-  std::fill(partial, partial + s.cols(), 0.0);
+  if (s.b < kNarrowRow || !std::is_same_v<T, float>) {
+    std::fill(partial, partial + s.cols(), 0.0);
+  }
   if (s.b < kNarrowRow) {
     for (int64_t a = 0; a < s.a; ++a) {
       double* out = partial + a * s.b;
@@ -188,7 +267,8 @@ void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* par
   }
   if constexpr (std::is_same_v<T, float>) {
     // Float sums over kFloatRows rows (eight floats per AVX2 instruction),
-    // widened into the float64 partial once per block of rows.
+    // widened into the float64 partial once per block of rows; the first
+    // block of each slice sets the partial.
     thread_local std::vector<float> acc;
     acc.resize(s.b);
     const float* u = l.u.const_data_ptr<float>();
@@ -196,11 +276,19 @@ void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* par
       for (int64_t h0 = r0; h0 < r1; h0 += kFloatRows) {
         std::fill(acc.begin(), acc.end(), 0.0f);
         const int64_t h1 = std::min(r1, h0 + kFloatRows);
-        for (int64_t h = h0; h < h1; ++h) {
+        int64_t h = h0;
+        for (; h + kAxpyRows <= h1; h += kAxpyRows) {
+          axpy_rows_f32(u + h, w + (a * s.h + h) * s.b, s.b, acc.data(), s.b);
+        }
+        for (; h < h1; ++h) {
           axpy_f32(u[h], w + (a * s.h + h) * s.b, acc.data(), s.b);
         }
         double* out = partial + a * s.b;
-        for (int64_t j = 0; j < s.b; ++j) out[j] += acc[j];
+        if (h0 == r0) {
+          std::copy(acc.begin(), acc.end(), out);
+        } else {
+          for (int64_t j = 0; j < s.b; ++j) out[j] += acc[j];
+        }
       }
     }
     return;
@@ -281,20 +369,23 @@ at::Tensor power_iteration(
       cut(transposed, transpose_grain);
     }
     l.num_chunks = static_cast<int64_t>(transposed.size()) - l.first_chunk;
-    scratch_size += 2 * l.shape.h + k;
+    scratch_size += l.shape.h;
     partials_size += l.num_chunks * k;
   }
+  // W v of every layer; zero where a layer has no columns (no chunk writes it).
   std::vector<double> scratch(scratch_size, 0.0);
   // Not initialised: every chunk fills its own partial.
   std::unique_ptr<double[]> partials(n_iter > 0 ? new double[std::max<int64_t>(partials_size, 1)] : nullptr);
   double* next = scratch.data();
   double* next_partial = partials.get();
-  for (Layer& l : layers) {
+  for (size_t i = 0; i < n_layers; ++i) {
+    Layer& l = layers[i];
     const int64_t k = l.shape.cols();
     l.u_raw = next;
-    l.u_used = next + l.shape.h;
-    l.v_used = next + 2 * l.shape.h;
-    next += 2 * l.shape.h + k;
+    next += l.shape.h;
+    // u and v as used are kept where the state returns them.
+    l.u_used = st + offsets[i];
+    l.v_used = st + offsets[i] + l.shape.h;
     l.partials = next_partial;
     if (next_partial != nullptr) next_partial += l.num_chunks * k;
     dispatch(l.weight, [&](auto zero) {
@@ -305,6 +396,19 @@ at::Tensor power_iteration(
       for (int64_t i = 0; i < k; ++i) l.v_used[i] = static_cast<double>(v[i]);
     });
   }
+  // Column ranges of the layers with several W^T u chunks, each about kGrain
+  // additions of partials (a Chunk's rows stand for columns here).
+  std::vector<Chunk> sums;
+  for (size_t i = 0; i < n_layers; ++i) {
+    const Layer& l = layers[i];
+    if (l.num_chunks < 2) continue;
+    const int64_t k = l.shape.cols();
+    const int64_t cols_per_task = std::max<int64_t>(1, kGrain / (l.num_chunks - 1));
+    for (int64_t j = 0; j < k; j += cols_per_task) {
+      sums.push_back({static_cast<int32_t>(i), j, std::min(k, j + cols_per_task)});
+    }
+  }
+  const int64_t n_sums = static_cast<int64_t>(sums.size());
   const int64_t n_chunks = static_cast<int64_t>(chunks.size());
   const int64_t n_transposed = static_cast<int64_t>(transposed.size());
   // A model of tiny layers runs on the calling thread: forking for it costs
@@ -351,24 +455,26 @@ at::Tensor power_iteration(
         });
       }
     });
+    // v_raw of every layer, its chunks' partials summed column by column in
+    // chunk order into the first partial: one parallel sweep over all layers.
+    at::parallel_for(0, n_sums, small ? n_sums : 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const Layer& l = layers[sums[t].layer];
+        const int64_t k = l.shape.cols();
+        double* v_raw = l.partials;
+        for (int64_t c = 1; c < l.num_chunks; ++c) {
+          const double* p = l.partials + c * k;
+          for (int64_t j = sums[t].row_begin; j < sums[t].row_end; ++j) v_raw[j] += p[j];
+        }
+      }
+    });
     for (size_t i = 0; i < n_layers; ++i) {
       Layer& l = layers[i];
       const int64_t k = l.shape.cols();
-      // v_raw, summed over chunks in a fixed order, into the first partial.
       double* v_raw = l.partials;
       if (l.num_chunks == 0) {
         v_raw = l.v_used;  // K > 0 with H == 0 (or K == 0): W^T u is zero
         std::fill(v_raw, v_raw + k, 0.0);
-      }
-      if (l.num_chunks > 1) {
-        // Column by column, the chunks in order: in parallel over columns.
-        const int64_t grain = std::max<int64_t>(1, kGrain / l.num_chunks);
-        at::parallel_for(0, k, grain, [&](int64_t j0, int64_t j1) {
-          for (int64_t c = 1; c < l.num_chunks; ++c) {
-            const double* p = l.partials + c * k;
-            for (int64_t j = j0; j < j1; ++j) v_raw[j] += p[j];
-          }
-        });
       }
       dispatch(l.weight, [&](auto zero) {
         using T = decltype(zero);
@@ -388,8 +494,6 @@ at::Tensor power_iteration(
       using T = decltype(zero);
       st[i] = static_cast<double>(static_cast<T>(sigmas[i]));
     });
-    std::copy(l.u_used, l.u_used + l.shape.h, st + offsets[i]);
-    std::copy(l.v_used, l.v_used + l.shape.cols(), st + offsets[i] + l.shape.h);
   }
   return state;
 }

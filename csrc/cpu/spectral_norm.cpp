@@ -109,10 +109,12 @@ FASTGAN_CPU_CLONES void axpy_f32(float a, const float* __restrict__ x, float* __
   }
 }
 
-// The float32 sweeps take rows kRowBlock at a time: each load of v (W v)
-// or of the running sum (W^T u) then serves four rows of W, which takes the
-// loops from the load ports' limit to the weights' read bandwidth.
+// The float32 sweeps take several rows at a time: each load of v (W v,
+// kRowBlock rows) or of the running sum (W^T u, kAxpyRows rows) then serves
+// that many rows of W, which takes the loops from the load ports' limit
+// towards the weights' read bandwidth.
 constexpr int64_t kRowBlock = 4;
+constexpr int64_t kAxpyRows = 8;
 
 // The vector helper below is always inlined, so the vector ABI note GCC
 // gives for 32-byte values does not apply.
@@ -166,7 +168,6 @@ FASTGAN_ALWAYS_INLINE inline void axpy_rows_generic(
     y[j] = acc;
   }
 }
-constexpr int64_t kAxpyRows = 8;
 FASTGAN_CPU_CLONES void axpy_rows_f32(
     const float* u, const float* __restrict__ w, int64_t stride, float* __restrict__ y, int64_t n) {
   axpy_rows_generic<kAxpyRows>(u, w, stride, y, n);

@@ -102,11 +102,22 @@ FASTGAN_CPU_CLONES double dot_f32(const float* __restrict__ x, const float* __re
   return dot_generic<float, float, float>(x, y, n);
 }
 
-FASTGAN_CPU_CLONES void axpy_f32(float a, const float* __restrict__ x, float* __restrict__ y, int64_t n) {
-  FASTGAN_UNROLL
+// y += u[0] * w_0 + ... + u[R - 1] * w_{R-1} for the rows w_r = w + r *
+// stride, added in row order (the same float sums as R single-row calls).
+template <int R>
+FASTGAN_ALWAYS_INLINE inline void axpy_rows_generic(
+    const float* u, const float* __restrict__ w, int64_t stride, float* __restrict__ y, int64_t n) {
+  float ur[R];
+  for (int r = 0; r < R; ++r) ur[r] = u[r];
   for (int64_t j = 0; j < n; ++j) {
-    y[j] += a * x[j];
+    float acc = y[j];
+    for (int r = 0; r < R; ++r) acc += ur[r] * w[r * stride + j];
+    y[j] = acc;
   }
+}
+
+FASTGAN_CPU_CLONES void axpy_f32(float a, const float* __restrict__ x, float* __restrict__ y, int64_t n) {
+  axpy_rows_generic<1>(&a, x, 0, y, n);
 }
 
 // The float32 sweeps take several rows at a time: each load of v (W v,
@@ -155,19 +166,6 @@ FASTGAN_CPU_CLONES void dot_rows_f32(
 #endif
 }
 
-// y += u[0] * w_0 + ... + u[R - 1] * w_{R-1} for the rows w_r = w + r *
-// stride, added in row order: the same float sums as R axpy_f32 calls.
-template <int R>
-FASTGAN_ALWAYS_INLINE inline void axpy_rows_generic(
-    const float* u, const float* __restrict__ w, int64_t stride, float* __restrict__ y, int64_t n) {
-  float ur[R];
-  for (int r = 0; r < R; ++r) ur[r] = u[r];
-  for (int64_t j = 0; j < n; ++j) {
-    float acc = y[j];
-    for (int r = 0; r < R; ++r) acc += ur[r] * w[r * stride + j];
-    y[j] = acc;
-  }
-}
 FASTGAN_CPU_CLONES void axpy_rows_f32(
     const float* u, const float* __restrict__ w, int64_t stride, float* __restrict__ y, int64_t n) {
   axpy_rows_generic<kAxpyRows>(u, w, stride, y, n);
@@ -360,14 +358,17 @@ at::Tensor power_iteration(
     const int64_t k = l.shape.cols();
     l.first_chunk = static_cast<int64_t>(transposed.size());
     if (k > 0) {
-      const auto cut = [&](std::vector<Chunk>& list, int64_t grain) {
-        const int64_t rows_per_chunk = std::max<int64_t>(1, grain / k);
+      // Chunks of whole row blocks where a chunk holds several, so that only
+      // a layer's last chunk sweeps rows one at a time.
+      const auto cut = [&](std::vector<Chunk>& list, int64_t grain, int64_t block) {
+        int64_t rows_per_chunk = std::max<int64_t>(1, grain / k);
+        if (rows_per_chunk >= block) rows_per_chunk -= rows_per_chunk % block;
         for (int64_t r = 0; r < l.shape.h; r += rows_per_chunk) {
           list.push_back({static_cast<int32_t>(i), r, std::min(l.shape.h, r + rows_per_chunk)});
         }
       };
-      cut(chunks, kGrain);
-      cut(transposed, transpose_grain);
+      cut(chunks, kGrain, kRowBlock);
+      cut(transposed, transpose_grain, kAxpyRows);
     }
     l.num_chunks = static_cast<int64_t>(transposed.size()) - l.first_chunk;
     scratch_size += l.shape.h;

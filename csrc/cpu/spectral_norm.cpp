@@ -358,17 +358,14 @@ at::Tensor power_iteration(
     const int64_t k = l.shape.cols();
     l.first_chunk = static_cast<int64_t>(transposed.size());
     if (k > 0) {
-      // Chunks of whole row blocks where a chunk holds several, so that only
-      // a layer's last chunk sweeps rows one at a time.
-      const auto cut = [&](std::vector<Chunk>& list, int64_t grain, int64_t block) {
-        int64_t rows_per_chunk = std::max<int64_t>(1, grain / k);
-        if (rows_per_chunk >= block) rows_per_chunk -= rows_per_chunk % block;
+      const auto cut = [&](std::vector<Chunk>& list, int64_t grain) {
+        const int64_t rows_per_chunk = std::max<int64_t>(1, grain / k);
         for (int64_t r = 0; r < l.shape.h; r += rows_per_chunk) {
           list.push_back({static_cast<int32_t>(i), r, std::min(l.shape.h, r + rows_per_chunk)});
         }
       };
-      cut(chunks, kGrain, kRowBlock);
-      cut(transposed, transpose_grain, kAxpyRows);
+      cut(chunks, kGrain);
+      cut(transposed, transpose_grain);
     }
     l.num_chunks = static_cast<int64_t>(transposed.size()) - l.first_chunk;
     scratch_size += l.shape.h;

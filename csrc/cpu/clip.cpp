@@ -12,7 +12,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <type_traits>
@@ -25,8 +24,9 @@
 namespace fastgan::cpu {
 namespace {
 
-// The count is kept in 32 bits inside a block of at most 2^30 elements so
-// the compiler can vectorise it alongside the float compares.
+// The count runs in integers as wide as the element (32 bits for float32),
+// so it vectorises in the same lanes; blocks of at most 2^30 elements keep
+// the 32-bit count from overflowing.
 constexpr int64_t kCountBlock = int64_t{1} << 30;
 
 // When the tensors hold more than the L2 caches do, spans are swept in 1 KiB

@@ -244,6 +244,33 @@ def test_assignment_square_problems_match_scipy(kind, n, generator):
         check_certificate(c, result)
 
 
+@pytest.mark.parametrize("kind", ["points", "integers", "wide"])
+def test_single_large_problem_splits_its_row_scans(kind, generator):
+    """One problem with m >= 1024 shares each search step's row scan among the
+    threads; the result equals the one-thread search of the same problem (a
+    batch of two solves each problem on one thread) bit for bit, and SciPy's cost."""
+    n, m = (700, 1300) if kind == "wide" else (1100, 1100)
+    if kind == "integers":
+        cost = torch.randint(0, 4, (n, m), generator=generator).double()  # ties at every step
+    else:
+        x = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        y = torch.rand(m, 2, generator=generator, dtype=torch.float64)
+        cost = torch.cdist(x, y) ** 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        single = linear_sum_assignment(cost)
+        pair = linear_sum_assignment(torch.stack([cost, cost]))
+    finally:
+        torch.set_num_threads(threads)
+    for k in range(2):
+        assert torch.equal(single.col_ind, pair.col_ind[k])
+        assert torch.equal(single.u, pair.u[k]) and torch.equal(single.v, pair.v[k])
+    r, c = scipy_lsa(cost.numpy())
+    assert float(single.cost) == pytest.approx(float(cost.numpy()[r, c].sum()), rel=1e-12)
+    check_certificate(cost, single)
+
+
 def test_assignment_ties_integers_transposed_and_maximize(generator):
     cost = torch.randint(0, 4, (9, 6), generator=generator).double()  # many ties, n > m
     result = linear_sum_assignment(cost)

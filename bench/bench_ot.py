@@ -112,7 +112,7 @@ def bench_exact_emd_uniform(benchmark, bench_device, setup, contender):
     n, batch = EMD_SETUPS[setup]
     x, y = _points(n, batch)
     fns = _emd_contenders(x, y)
-    _check_and_time(benchmark, fns, contender, f"exact EMD, uniform 2-D points / {setup} (cpu, float64)", 3)
+    _check_and_time(benchmark, fns, contender, f"exact EMD, uniform 2-D points / {setup} (cpu, float64)", 5)
 
 
 def _emd2_contenders(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor):
@@ -170,7 +170,7 @@ def bench_emd2(benchmark, bench_device, setup, contender):
         b = torch.rand(*lead, m, generator=gen, dtype=torch.float64) + 0.1
         a, b = a / a.sum(-1, keepdim=True), b / b.sum(-1, keepdim=True)
     fns = _emd2_contenders(x, y, a, b)
-    _check_and_time(benchmark, fns, contender, f"emd2, 2-D points, squared Euclidean / {setup} (cpu, float64)", 3)
+    _check_and_time(benchmark, fns, contender, f"emd2, 2-D points, squared Euclidean / {setup} (cpu, float64)", 5)
 
 
 GPU_ASSIGNMENT_SETUPS = {

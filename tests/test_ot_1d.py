@@ -354,6 +354,24 @@ def test_assignment_large_batch_on_gpu_matches_cpu(generator):
     check_certificate(cost, Assignment(*(t.cpu() for t in result)))
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_single_large_problem_on_gpu_is_solved_on_the_host(generator):
+    """A single large problem on CUDA goes to the C++ kernel on the host: the
+    same duals and columns as solving it on the CPU, returned on the GPU."""
+    from fastgan.kernels import assignment as kernel
+
+    n = 300
+    assert kernel.solved_on_host(1, n, n) and not kernel.solved_on_host(1, 128, 128)
+    x, y = (torch.rand(n, 2, generator=generator, dtype=torch.float64) for _ in range(2))
+    cost = torch.cdist(x, y).square()
+    result = linear_sum_assignment(cost.cuda())
+    expected = linear_sum_assignment(cost)
+    assert result.col_ind.is_cuda and result.u.is_cuda
+    assert torch.equal(result.col_ind.cpu(), expected.col_ind)
+    assert torch.equal(result.u.cpu(), expected.u) and torch.equal(result.v.cpu(), expected.v)
+
+
 def test_assignment_bad_input():
     with pytest.raises(ValueError, match="NaN"):
         linear_sum_assignment(torch.tensor([[0.0, float("nan")], [1.0, 2.0]]))

@@ -33,6 +33,13 @@ class Assignment(NamedTuple):
 def linear_sum_assignment(cost: torch.Tensor, maximize: bool = False) -> Assignment:
     r"""Exact assignment, SciPy's ``scipy.optimize.linear_sum_assignment`` (batched, with duals).
 
+    On the CPU the problems of a batch run in parallel, and a single problem
+    with m >= 1024 shares each search step among the threads. On CUDA a
+    batch runs one Triton program per problem; a few large problems (no more
+    than the host has threads, n * m >= 256 * 256) are solved on the host's
+    cores instead, which measured faster than one program, and the results
+    come back on the GPU.
+
     Args:
         cost: ``(n, m)`` or a batch ``(B, n, m)``, float32 or float64, finite.
             Rectangular matrices assign every row of the smaller side.
@@ -92,5 +99,6 @@ if _library.LOADED:
             cost.new_empty((b, m), dtype=f64),
         )
 
-    # On CUDA the op runs fastgan's Triton kernel (one program per problem).
+    # On CUDA the op runs fastgan's Triton kernel (one program per problem), or
+    # the C++ kernel on the host for a few large problems (kernels/assignment.py).
     _library.register_triton("linear_sum_assignment", "assignment", "linear_sum_assignment")

@@ -91,7 +91,8 @@ def compiled_ops() -> dict[str, list[str]]:
 
     ``"cuda"`` means a compiled CUDA kernel; ``"cuda (triton)"`` a Triton
     kernel registered as the op's CUDA implementation; ``"cuda (torch ops)"``
-    an implementation composed of torch's own CUDA kernels.
+    an implementation composed of torch's own CUDA kernels; ``"cuda (host)"``
+    the CPU kernel run on the host for CUDA tensors.
     """
     if not LOADED:
         return {}
@@ -102,6 +103,7 @@ def compiled_ops() -> dict[str, list[str]]:
         ops[op] = [
             "cuda (triton)" if d == "cuda" and op in TRITON_OPS
             else "cuda (torch ops)" if d == "cuda" and op in TORCH_OPS_CUDA
+            else "cuda (host)" if d == "cuda" and op in HOST_OPS_CUDA
             else d
             for d in _DISPATCH_KEYS
             if has_kernel(op, d)
@@ -113,6 +115,8 @@ def compiled_ops() -> dict[str, list[str]]:
 TRITON_OPS: set[str] = set()
 #: Ops whose CUDA implementation is composed of torch's CUDA kernels.
 TORCH_OPS_CUDA: set[str] = set()
+#: Ops whose CUDA implementation runs the CPU kernel on the host.
+HOST_OPS_CUDA: set[str] = set()
 _python_impls: torch.library.Library | None = None
 
 
@@ -155,6 +159,27 @@ def register_torch_ops_cuda(op: str, fn: Callable[..., object]) -> None:
     Only where the compiled library has no CUDA kernel for the op.
     """
     _register_cuda(op, fn, TORCH_OPS_CUDA)
+
+
+def register_host_cuda(op: str) -> None:
+    """The CPU kernel of ``fastgan::<op>`` as its CUDA implementation.
+
+    For solvers that are sequential by nature (an exact network simplex walks
+    one pivot after another): the tensor arguments are copied to the host, the
+    CPU kernel runs on the host's cores, and the tensor results are copied back
+    to the arguments' GPU. Only where the compiled library has no CUDA kernel
+    for the op.
+    """
+
+    def on_host(*args):
+        device = next(a.device for a in args if isinstance(a, torch.Tensor) and a.device.type == "cuda")
+        overload = getattr(torch.ops.fastgan, op).default
+        out = overload(*(a.cpu() if isinstance(a, torch.Tensor) else a for a in args))
+        if isinstance(out, (tuple, list)):
+            return tuple(t.to(device) for t in out)
+        return out.to(device)
+
+    _register_cuda(op, on_host, HOST_OPS_CUDA)
 
 
 @contextlib.contextmanager

@@ -184,6 +184,35 @@ def test_reference_backend_agrees(generator):
     assert float(wasserstein(x, y, p=1.0, backend="reference")) == pytest.approx(float(ours), rel=1e-9)
 
 
+def test_general_weights_on_every_device(device, generator):
+    """General weights on any device: the same plan, cost, duals and gradient
+    as on the CPU (on CUDA the network simplex runs on the host's cores)."""
+    n, m = 23, 31
+    a = torch.rand(n, generator=generator, dtype=torch.float64) + 0.05
+    b = torch.rand(m, generator=generator, dtype=torch.float64) + 0.05
+    a, b = a / a.sum(), b / b.sum()
+    M = torch.rand(n, m, generator=generator, dtype=torch.float64)
+    plan, log = emd(a, b, M, log=True)
+    Md = M.to(device, copy=True).requires_grad_(True)
+    plan_d, log_d = emd(a.to(device), b.to(device), Md, log=True)
+    assert plan_d.device == Md.device and log_d["u"].device == Md.device
+    torch.testing.assert_close(plan_d.cpu(), plan, rtol=0, atol=0)
+    torch.testing.assert_close(log_d["u"].cpu(), log["u"], rtol=0, atol=0)
+    cost = emd2(a.to(device), b.to(device), Md)
+    assert float(cost.detach()) == pytest.approx(float(pot.emd2(a.numpy(), b.numpy(), M.numpy())), rel=1e-9)
+    cost.backward()
+    torch.testing.assert_close(Md.grad.cpu(), plan)
+
+
+def test_emd_reports_its_cuda_implementation():
+    """Where the library has CUDA kernels, fastgan::emd takes CUDA tensors
+    through the host's network simplex, and says so."""
+    ops = _library.compiled_ops()
+    if not any("cuda" in d for devices in ops.values() for d in devices):
+        pytest.skip("built without CUDA kernels")
+    assert "cuda (host)" in ops["emd"]
+
+
 def test_shovelfuls_example():
     # Seed example: P = (3, 2, 1, 4), Q = (1, 2, 4, 3) on positions 1..4, cost |i - j|: W = 5 units of dirt.
     pos = torch.arange(1.0, 5.0, dtype=torch.float64)

@@ -10,7 +10,8 @@ linear program (seed 004)
     = \max_{u_i + v_j \le M_{ij}} a^\top u + b^\top v .
 
 fastgan solves it exactly: a network simplex in C++ (float64, the problems
-of a batch in parallel), and, when both weights are uniform and n = m (the
+of a batch in parallel; for CUDA tensors it runs on the host's cores and the
+results come back to the GPU), and, when both weights are uniform and n = m (the
 minibatch case of GAN training), the exact assignment solver of
 :mod:`fastgan.ot.assignment`, whose plan is a permutation divided by n and
 whose duals are the LP duals as they are (u_i + v_j <= M_ij is the same
@@ -396,6 +397,9 @@ def wasserstein(
 
 
 if _library.LOADED:
+    # General weights on CUDA tensors: the network simplex is one pivot after
+    # another, so it runs on the host's cores and the plan comes back.
+    _library.register_host_cuda("emd")
 
     @torch.library.register_fake("fastgan::emd")
     def _emd_fake(a, b, M, max_iter):

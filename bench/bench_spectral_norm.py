@@ -49,15 +49,14 @@ def _critic(name: str, contender: str, device: torch.device) -> nn.Module:
     return model
 
 
-@pytest.mark.parametrize("contender", ["no_sn", "torch", "fastgan"])
-@pytest.mark.parametrize("critic,batch", STEP_CASES)
-def bench_critic_step(benchmark, bench_device, critic, batch, contender):
-    model = _critic(critic, contender, bench_device)
+def critic_step(critic: str, batch: int, contender: str, device: torch.device):
+    """One hinge-loss critic step (D(real), D(fake), backward, Adam) of a contender."""
+    model = _critic(critic, contender, device)
     opt = torch.optim.Adam(model.parameters(), lr=2e-4, betas=(0.0, 0.9))
     shape = CRITICS[critic][1]
     g = torch.Generator().manual_seed(0)
-    real = torch.randn((batch, *shape), generator=g).to(bench_device)
-    fake = torch.randn((batch, *shape), generator=g).to(bench_device)
+    real = torch.randn((batch, *shape), generator=g).to(device)
+    fake = torch.randn((batch, *shape), generator=g).to(device)
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -65,15 +64,15 @@ def bench_critic_step(benchmark, bench_device, critic, batch, contender):
         loss.backward()
         opt.step()
 
-    benchmark.group = f"critic step / {critic} batch {batch} ({bench_device.type})"
-    benchmark.extra_info["contender"] = contender
-    benchmark(timed(step, bench_device))
+    return step
 
 
-@pytest.mark.parametrize("contender", ["floor", "fastgan", "torch"])
-@pytest.mark.parametrize("critic", list(CRITICS))
-def bench_power_iteration(benchmark, bench_device, critic, contender):
-    model = _critic(critic, "torch", bench_device)
+def power_iteration(critic: str, contender: str, device: torch.device):
+    """One power iteration of every layer of the critic (floor: two reads of every weight).
+
+    Returns the callable and the layers' weights.
+    """
+    model = _critic(critic, "torch", device)
     layers = [m for m in model.modules() if isinstance(m, LAYERS)]
     sns = [m.parametrizations.weight[0] for m in layers]
     weights = [m.parametrizations.weight.original.detach() for m in layers]
@@ -102,6 +101,22 @@ def bench_power_iteration(benchmark, bench_device, critic, contender):
                 sn._power_method(mat, 1)
                 torch.vdot(sn._u, torch.mv(mat, sn._v))
 
+    return run, weights
+
+
+@pytest.mark.parametrize("contender", ["no_sn", "torch", "fastgan"])
+@pytest.mark.parametrize("critic,batch", STEP_CASES)
+def bench_critic_step(benchmark, bench_device, critic, batch, contender):
+    step = critic_step(critic, batch, contender, bench_device)
+    benchmark.group = f"critic step / {critic} batch {batch} ({bench_device.type})"
+    benchmark.extra_info["contender"] = contender
+    benchmark(timed(step, bench_device))
+
+
+@pytest.mark.parametrize("contender", ["floor", "fastgan", "torch"])
+@pytest.mark.parametrize("critic", list(CRITICS))
+def bench_power_iteration(benchmark, bench_device, critic, contender):
+    run, weights = power_iteration(critic, contender, bench_device)
     n = sum(w.numel() for w in weights)
     benchmark.group = f"power iteration / {critic} ({bench_device.type}, {len(weights)} weights, {n / 1e6:.2f}M elements)"
     benchmark.extra_info["contender"] = contender

@@ -96,24 +96,30 @@ def check_gradients(base, real, fake, contender):
         assert err <= tolerance, f"{contender}: parameter gradient differs from the reference by {err:.2e}"
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
-@pytest.mark.parametrize("setup", list(SETUPS))
-def bench_wgan_gp_critic_step(benchmark, bench_device, setup, contender):
-    build, shape, rounds = SETUPS[setup]
+def critic_step(setup: str, contender: str, device: torch.device):
+    """One WGAN-GP critic step of a contender (gradients checked against the reference's first)."""
+    build, shape, _ = SETUPS[setup]
     torch.manual_seed(0)
-    base = build().to(bench_device)
-    real = torch.randn(shape, device=bench_device)
-    fake = torch.randn(shape, device=bench_device)
+    base = build().to(device)
+    real = torch.randn(shape, device=device)
+    fake = torch.randn(shape, device=device)
     if "(no penalty)" not in contender and contender != "reference":
         check_gradients(base, real, fake, contender)
     critic, loss_fn = make(contender, copy.deepcopy(base))
     opt = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.0, 0.9))
-    benchmark.group = f"WGAN-GP critic step / {setup} ({bench_device.type})"
-    benchmark.extra_info["contender"] = contender
 
     def step():
         opt.zero_grad(set_to_none=True)
         loss_fn(critic, real, fake).backward()
         opt.step()
 
-    benchmark.pedantic(timed(step, bench_device), rounds=rounds, warmup_rounds=5)
+    return step
+
+
+@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("setup", list(SETUPS))
+def bench_wgan_gp_critic_step(benchmark, bench_device, setup, contender):
+    step = critic_step(setup, contender, bench_device)
+    benchmark.group = f"WGAN-GP critic step / {setup} ({bench_device.type})"
+    benchmark.extra_info["contender"] = contender
+    benchmark.pedantic(timed(step, bench_device), rounds=SETUPS[setup][2], warmup_rounds=5)

@@ -1,0 +1,157 @@
+"""Interleaved timings: every contender of a comparison once per round, in turn.
+
+pytest-benchmark times all rounds of one contender, then all of the next.
+On a shared machine whose speed drifts by 10-40% within minutes, the ratio
+of two such medians carries the drift. Here each round times every contender
+back to back (``--calls`` calls each, after a warm-up), ratios are taken
+within each round, and the median and quartiles of the per-round ratios are
+printed. The contenders are the ones of the pytest benchmarks named below.
+
+    python bench/interleaved.py wgan-gp    # bench_wgan_gp.py: reference / fastgan, penalty overheads
+    python bench/interleaved.py sn-step    # bench_spectral_norm.py: spectral-norm overhead of a step
+    python bench/interleaved.py power      # bench_spectral_norm.py: power iteration against its floor
+    python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
+    python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from conftest import timed  # noqa: E402
+
+Timings = dict[str, list[float]]
+
+
+def rounds(contenders: dict[str, Callable[[], None]], n_rounds: int, calls: int, device: torch.device) -> Timings:
+    """Seconds per call of every contender, one list entry per round."""
+    runs = {name: timed(fn, device, calls) for name, fn in contenders.items()}
+    for run in runs.values():  # warm-up: allocations, caches, thread pools
+        run()
+    times: Timings = {name: [] for name in runs}
+    for _ in range(n_rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            times[name].append((time.perf_counter() - start) / calls)
+    return times
+
+
+def summary(values: list[float]) -> str:
+    """Median [lower quartile, upper quartile]."""
+    if len(values) < 2:
+        return f"{values[0]:.3f}"
+    q1, q2, q3 = statistics.quantiles(values, n=4)
+    return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
+
+
+def report(title: str, times: Timings, ratios: dict[str, list[float]]) -> None:
+    print(f"\n{title}")
+    for name, values in times.items():
+        print(f"  {name:<28} {statistics.median(values) * 1e3:10.3f} ms per call (median of {len(values)} rounds)")
+    for name, values in ratios.items():
+        print(f"  {name:<44} {summary(values)}")
+
+
+def selected(cases, args: argparse.Namespace, name: Callable[[object], str] = str) -> list:
+    """The cases whose name contains ``--only`` (all without it)."""
+    return [case for case in cases if args.only is None or args.only in name(case)]
+
+
+def per_round(times: Timings, expr: Callable[..., float], *names: str) -> list[float]:
+    return [expr(*values) for values in zip(*(times[n] for n in names))]
+
+
+def wgan_gp(args: argparse.Namespace, device: torch.device) -> None:
+    import bench_wgan_gp as wg
+
+    names = ["reference", "fastgan", "reference (no penalty)", "fastgan (no penalty)"]
+    for setup in selected(wg.SETUPS, args):
+        times = rounds({n: wg.critic_step(setup, n, device) for n in names}, args.rounds, args.calls, device)
+        ratio = lambda a, b: a / b  # noqa: E731
+        report(
+            f"WGAN-GP critic step / {setup} ({device.type})",
+            times,
+            {
+                "reference / fastgan": per_round(times, ratio, "reference", "fastgan"),
+                "penalty overhead, reference (with / without)": per_round(
+                    times, ratio, "reference", "reference (no penalty)"),
+                "penalty overhead, fastgan (with / without)": per_round(
+                    times, ratio, "fastgan", "fastgan (no penalty)"),
+            },
+        )
+
+
+def sn_step(args: argparse.Namespace, device: torch.device) -> None:
+    import bench_spectral_norm as sn
+
+    for critic, batch in selected(sn.STEP_CASES, args, lambda case: f"{case[0]}-{case[1]}"):
+        names = ["no_sn", "torch", "fastgan"]
+        times = rounds({n: sn.critic_step(critic, batch, n, device) for n in names}, args.rounds, args.calls, device)
+        over_torch = per_round(times, lambda t, b: (t - b) * 1e3, "torch", "no_sn")
+        over_fastgan = per_round(times, lambda f, b: (f - b) * 1e3, "fastgan", "no_sn")
+        med_t, med_f = statistics.median(over_torch), statistics.median(over_fastgan)
+        report(
+            f"critic step / {critic} batch {batch} ({device.type})",
+            times,
+            {
+                "overhead of torch's spectral norm, ms": over_torch,
+                "overhead of fastgan's spectral norm, ms": over_fastgan,
+            },
+        )
+        ratio = f"{med_t / med_f:.2f}x" if med_f > 0 else "fastgan's overhead is below the noise"
+        print(f"  {'median overheads, torch / fastgan':<44} {ratio}")
+
+
+def power(args: argparse.Namespace, device: torch.device) -> None:
+    import bench_spectral_norm as sn
+
+    repeat = 10 if device.type == "cuda" else 1
+    for critic in selected(sn.CRITICS, args):
+        contenders = {}
+        for name in ("floor", "fastgan", "torch"):
+            run, weights = sn.power_iteration(critic, name, device)
+            contenders[name] = (lambda run=run: [run() for _ in range(repeat)])
+        n = sum(w.numel() for w in weights)
+        times = rounds(contenders, args.rounds, args.calls, device)
+        ratio = lambda a, b: a / b  # noqa: E731
+        report(
+            f"power iteration / {critic} ({device.type}, {len(weights)} weights, {n / 1e6:.2f}M elements)",
+            times,
+            {
+                "fastgan / floor": per_round(times, ratio, "fastgan", "floor"),
+                "torch / fastgan": per_round(times, ratio, "torch", "fastgan"),
+            },
+        )
+
+
+COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("comparison", choices=sorted(COMPARISONS))
+    parser.add_argument("--rounds", type=int, default=15, help="rounds (each times every contender)")
+    parser.add_argument("--calls", type=int, default=10, help="calls per contender per round")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--only", help="only the cases whose name contains this (e.g. mlp, sngan_cnn-8)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("no CUDA device")
+    if args.rounds < 1 or args.calls < 1:
+        sys.exit("--rounds and --calls must be at least 1")
+    torch.set_flush_denormal(True)
+    COMPARISONS[args.comparison](args, device)
+
+
+if __name__ == "__main__":
+    main()

@@ -9,6 +9,7 @@ it: nothing silently runs the pure-PyTorch reference instead.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import importlib.util
 import warnings
@@ -161,25 +162,27 @@ def register_torch_ops_cuda(op: str, fn: Callable[..., object]) -> None:
     _register_cuda(op, fn, TORCH_OPS_CUDA)
 
 
+def on_host(op: str, *args):
+    """``fastgan::<op>`` on CUDA arguments run by its CPU kernel on the host.
+
+    The tensor arguments are copied to the host and the tensor results back to
+    the arguments' GPU.
+    """
+    device = next(a.device for a in args if isinstance(a, torch.Tensor) and a.device.type == "cuda")
+    out = getattr(torch.ops.fastgan, op).default(*(a.cpu() if isinstance(a, torch.Tensor) else a for a in args))
+    if isinstance(out, (tuple, list)):
+        return tuple(t.to(device) for t in out)
+    return out.to(device)
+
+
 def register_host_cuda(op: str) -> None:
-    """The CPU kernel of ``fastgan::<op>`` as its CUDA implementation.
+    """The CPU kernel of ``fastgan::<op>`` as its CUDA implementation (:func:`on_host`).
 
     For solvers that are sequential by nature (an exact network simplex walks
-    one pivot after another): the tensor arguments are copied to the host, the
-    CPU kernel runs on the host's cores, and the tensor results are copied back
-    to the arguments' GPU. Only where the compiled library has no CUDA kernel
-    for the op.
+    one pivot after another). Only where the compiled library has no CUDA
+    kernel for the op.
     """
-
-    def on_host(*args):
-        device = next(a.device for a in args if isinstance(a, torch.Tensor) and a.device.type == "cuda")
-        overload = getattr(torch.ops.fastgan, op).default
-        out = overload(*(a.cpu() if isinstance(a, torch.Tensor) else a for a in args))
-        if isinstance(out, (tuple, list)):
-            return tuple(t.to(device) for t in out)
-        return out.to(device)
-
-    _register_cuda(op, on_host, HOST_OPS_CUDA)
+    _register_cuda(op, functools.partial(on_host, op), HOST_OPS_CUDA)
 
 
 @contextlib.contextmanager

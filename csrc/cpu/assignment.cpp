@@ -242,7 +242,8 @@ struct alignas(64) Nearest {
 // Dijkstra's search (each thread writes only its own slice of the columns),
 // the rows of the current path and every thread's nearest column.
 struct Search {
-  Search(int64_t m, int team) : shortest(m), dist(m), pred(m), nearest(2 * static_cast<size_t>(team)) {}
+  Search(int64_t m, int team)
+      : shortest(m), dist(m), pred(m), nearest(2 * static_cast<size_t>(team)) {}
   std::vector<double> shortest, dist;
   std::vector<int64_t> pred;
   std::vector<int64_t> seen_rows;
@@ -402,10 +403,8 @@ FASTGAN_CPU_CLONES void augment(
   augment_generic(cost, n, m, col4row, row4col, u, v, search, t, team, sync);
 }
 
-// Solves one problem; false if no finite assignment exists (cannot happen
-// with finite costs, kept as a guard).
-//
-// Square problems start as Jonker-Volgenant's do: column reduction, then two
+// The start of the search: every row free and the duals zero, except that
+// square problems start as Jonker-Volgenant's do: column reduction, then two
 // rounds of augmenting row reduction (an auction-like pass: a free row takes
 // its cheapest column, lowering that column's dual by the gap to its second
 // cheapest, and evicts the previous owner) leave few rows for the shortest
@@ -513,8 +512,13 @@ FASTGAN_CPU_CLONES void initialise(
   initialise<double>(cost, n, m, col4row, row4col, u, v);
 }
 
+// Solves one problem with a team of `threads` (1: the calling thread alone);
+// false if no finite assignment exists (cannot happen with finite costs, kept
+// as a guard).
 template <typename scalar_t>
-bool solve(const scalar_t* cost, int64_t n, int64_t m, int64_t* col4row, double* u, double* v, int threads) {
+bool solve(
+    const scalar_t* cost, int64_t n, int64_t m, int64_t* col4row, double* u, double* v,
+    int threads) {
   std::vector<int64_t> row4col(m);
   initialise(cost, n, m, col4row, row4col.data(), u, v);
 #ifdef _OPENMP

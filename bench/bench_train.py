@@ -30,16 +30,22 @@ def make(algo: str, backend: str, device: torch.device) -> Trainer:
     return Trainer(cfg)
 
 
-@pytest.mark.parametrize("contender", ["fastgan", "reference"])
-@pytest.mark.parametrize("algo", list(ALGOS))
-def bench_generator_iteration(benchmark, bench_device, algo, contender):
-    trainer = make(algo, "auto" if contender == "fastgan" else "reference", bench_device)
-    benchmark.group = f"train / {algo} generator iteration / mlp 3x{WIDTH} batch {BATCH} ({bench_device.type})"
-    benchmark.extra_info["contender"] = contender
+def generator_iteration(algo: str, contender: str, device: torch.device):
+    """``n_critic`` critic updates and one generator update of a contender's trainer."""
+    trainer = make(algo, "auto" if contender == "fastgan" else "reference", device)
 
     def iteration():
         for _ in range(trainer.cfg.n_critic):
             trainer._critic_step()
         trainer._generator_step()
 
+    return iteration
+
+
+@pytest.mark.parametrize("contender", ["fastgan", "reference"])
+@pytest.mark.parametrize("algo", list(ALGOS))
+def bench_generator_iteration(benchmark, bench_device, algo, contender):
+    iteration = generator_iteration(algo, contender, bench_device)
+    benchmark.group = f"train / {algo} generator iteration / mlp 3x{WIDTH} batch {BATCH} ({bench_device.type})"
+    benchmark.extra_info["contender"] = contender
     benchmark.pedantic(timed(iteration, bench_device), rounds=ALGOS[algo], warmup_rounds=2)

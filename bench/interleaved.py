@@ -10,6 +10,7 @@ printed. The contenders are the ones of the pytest benchmarks named below.
     python bench/interleaved.py wgan-gp    # bench_wgan_gp.py: reference / fastgan, penalty overheads
     python bench/interleaved.py sn-step    # bench_spectral_norm.py: spectral-norm overhead of a step
     python bench/interleaved.py power      # bench_spectral_norm.py: power iteration against its floor
+    python bench/interleaved.py train      # bench_train.py: one generator iteration of each algorithm
     python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
     python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
 """
@@ -133,7 +134,20 @@ def power(args: argparse.Namespace, device: torch.device) -> None:
         )
 
 
-COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power}
+def train(args: argparse.Namespace, device: torch.device) -> None:
+    import bench_train as bt
+
+    for algo in selected(bt.ALGOS, args):
+        names = ["fastgan", "reference"]
+        times = rounds({n: bt.generator_iteration(algo, n, device) for n in names}, args.rounds, args.calls, device)
+        report(
+            f"train / {algo} generator iteration / mlp 3x{bt.WIDTH} batch {bt.BATCH} ({device.type})",
+            times,
+            {"reference / fastgan": per_round(times, lambda r, f: r / f, "reference", "fastgan")},
+        )
+
+
+COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train}
 
 
 def main() -> None:

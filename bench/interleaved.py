@@ -50,7 +50,7 @@ def summary(values: list[float]) -> str:
     """Median [lower quartile, upper quartile]."""
     if len(values) < 2:
         return f"{values[0]:.3f}"
-    q1, q2, q3 = statistics.quantiles(values, n=4)
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
     return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
 
 
@@ -68,7 +68,12 @@ def selected(cases, args: argparse.Namespace, name: Callable[[object], str] = st
 
 
 def per_round(times: Timings, expr: Callable[..., float], *names: str) -> list[float]:
+    """``expr`` of the named contenders' times, round by round."""
     return [expr(*values) for values in zip(*(times[n] for n in names))]
+
+
+def ratio(a: float, b: float) -> float:
+    return a / b
 
 
 def wgan_gp(args: argparse.Namespace, device: torch.device) -> None:
@@ -77,7 +82,6 @@ def wgan_gp(args: argparse.Namespace, device: torch.device) -> None:
     names = ["reference", "fastgan", "reference (no penalty)", "fastgan (no penalty)"]
     for setup in selected(wg.SETUPS, args):
         times = rounds({n: wg.critic_step(setup, n, device) for n in names}, args.rounds, args.calls, device)
-        ratio = lambda a, b: a / b  # noqa: E731
         report(
             f"WGAN-GP critic step / {setup} ({device.type})",
             times,
@@ -123,7 +127,6 @@ def power(args: argparse.Namespace, device: torch.device) -> None:
             contenders[name] = (lambda run=run: [run() for _ in range(repeat)])
         n = sum(w.numel() for w in weights)
         times = rounds(contenders, args.rounds, args.calls, device)
-        ratio = lambda a, b: a / b  # noqa: E731
         report(
             f"power iteration / {critic} ({device.type}, {len(weights)} weights, {n / 1e6:.2f}M elements)",
             times,
@@ -143,7 +146,7 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         report(
             f"train / {algo} generator iteration / mlp 3x{bt.WIDTH} batch {bt.BATCH} ({device.type})",
             times,
-            {"reference / fastgan": per_round(times, lambda r, f: r / f, "reference", "fastgan")},
+            {"reference / fastgan": per_round(times, ratio, "reference", "fastgan")},
         )
 
 

@@ -50,7 +50,9 @@ def summary(values: list[float]) -> str:
     """Median [lower quartile, upper quartile]."""
     if len(values) < 2:
         return f"{values[0]:.3f}"
-    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    # statistics' default (exclusive) quartiles; inclusive ones for a few rounds,
+    # where the exclusive method extrapolates beyond the data.
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="exclusive" if len(values) >= 4 else "inclusive")
     return f"{q2:.3f} [{q1:.3f}, {q3:.3f}]"
 
 

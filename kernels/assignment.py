@@ -193,6 +193,8 @@ def linear_sum_assignment(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     c = cost.contiguous()
     batch, n, m = c.shape
     dev = c.device
+    if dev.type == "cuda" and solved_on_host(batch, n, m):
+        return _library.on_host("linear_sum_assignment", c)  # the C++ kernel checks the values
     cols = torch.empty((batch, n), dtype=torch.int64, device=dev)
     u = torch.empty((batch, n), dtype=torch.float64, device=dev)
     v = torch.empty((batch, m), dtype=torch.float64, device=dev)
@@ -200,8 +202,6 @@ def linear_sum_assignment(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
         u.zero_()
         v.zero_()
         return cols, u, v
-    if dev.type == "cuda" and solved_on_host(batch, n, m):
-        return _library.on_host("linear_sum_assignment", c)  # the C++ kernel checks the values
     finite = torch.isfinite(c).flatten(1).all(1)
     if not bool(finite.all()):
         first = int(torch.nonzero(~finite)[0, 0])

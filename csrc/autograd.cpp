@@ -15,6 +15,14 @@
 // graph of the backward itself is asked for (create_graph=True through the
 // normalised weight), the backward is written with ATen ops instead, sigma
 // recomputed as u^T W v so that its dependence on W is differentiated too.
+//
+// spectral_norm_linear, (x W^T) / sigma + b, is composed of ATen ops on every
+// device (its kernels are here too): W / sigma is never formed, the forward
+// is one addmm on the CPU, and the backward is the two matrix products of a
+// linear layer plus a rank-one update of the weight's gradient in place,
+//   dL/dW = (g^T x) / sigma - c u v^T,  c = <g^T x, W> / sigma^2 = <dx, x> / sigma,
+// with dx = g W / sigma the input's gradient (or <g^T x / sigma, W> / sigma
+// when the input needs none): O(rows) work instead of passes over W.
 
 #include <ATen/core/Tensor.h>
 #include <ATen/core/dispatch/Dispatcher.h>
@@ -22,6 +30,11 @@
 #include <ATen/ops/sum.h>
 #include <ATen/ops/div.h>
 #include <ATen/ops/sub.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/dot.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/mv.h>
+#include <ATen/ops/outer.h>
 #include <c10/util/accumulate.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/WrapDimMinimal.h>
@@ -33,6 +46,7 @@
 #include <vector>
 
 #include "common/bias_act.h"
+#include "common/spectral_norm.h"
 
 namespace fastgan {
 namespace {
@@ -277,9 +291,202 @@ at::Tensor spectral_norm_scale_autograd(
   return SpectralNormScaleFunction::apply(weight, state, index, offset, dim);
 }
 
+// ---------------------------------------------------------------- spectral_norm_linear
+
+void check_linear(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& state, int64_t index, int64_t offset) {
+  const char* op = spectral_norm::kLinear;
+  TORCH_CHECK(
+      weight.dim() == 2, op, ": `weight` must be 2-D (out_features, in_features), got shape ",
+      weight.sizes());
+  spectral_norm::check_scale(weight, state, index, offset, 0, op);
+  TORCH_CHECK(
+      input.dim() >= 1 && input.size(-1) == weight.size(1), op, ": `input` must have shape (*, ",
+      weight.size(1), ") for a weight of shape ", weight.sizes(), ", got ", input.sizes());
+  TORCH_CHECK(
+      input.scalar_type() == weight.scalar_type(), op, ": `input` has dtype ",
+      input.scalar_type(), " but `weight` has ", weight.scalar_type());
+  TORCH_CHECK(
+      input.device() == weight.device(), op, ": `input` is on ", input.device(),
+      " but `weight` is on ", weight.device());
+  if (bias.has_value() && bias->defined()) {
+    TORCH_CHECK(
+        bias->dim() == 1 && bias->size(0) == weight.size(0) &&
+            bias->scalar_type() == weight.scalar_type() && bias->device() == weight.device(),
+        op, ": `bias` must be a ", weight.scalar_type(), " tensor of shape (", weight.size(0),
+        ",) on ", weight.device(), ", got ", bias->scalar_type(), " ", bias->sizes(), " on ",
+        bias->device());
+  }
+}
+
+// sigma of a state in the weight's dtype (what W / sigma divides by): a host
+// number for a CPU state, a one-element tensor on the device otherwise (no sync).
+struct Sigma {
+  bool on_host;
+  double value;
+  at::Tensor tensor;
+
+  Sigma(const at::Tensor& state, int64_t index, c10::ScalarType dtype) : on_host(state.is_cpu()) {
+    if (on_host) {
+      value = state.const_data_ptr<double>()[index];
+    } else {
+      value = 0;
+      tensor = state.narrow(0, index, 1).to(dtype);
+    }
+  }
+
+};
+
+// The output's shape: the input's with the last size replaced by out_features.
+std::vector<int64_t> linear_out_shape(const at::Tensor& input, int64_t out_features) {
+  std::vector<int64_t> shape(input.sizes().begin(), input.sizes().end());
+  shape.back() = out_features;
+  return shape;
+}
+
+at::Tensor spectral_norm_linear(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& state, int64_t index, int64_t offset) {
+  check_linear(input, weight, bias, state, index, offset);
+  const at::Tensor x = input.reshape({-1, weight.size(1)});
+  const bool has_bias = bias.has_value() && bias->defined();
+  const Sigma sigma(state, index, weight.scalar_type());
+  at::Tensor y;
+  if (sigma.on_host && has_bias) {
+    y = at::addmm(*bias, x, weight.t(), 1.0, 1.0 / sigma.value);
+  } else {
+    y = at::mm(x, weight.t());
+    y = sigma.on_host ? y.mul_(1.0 / sigma.value) : y.div_(sigma.tensor);
+    if (has_bias) {
+      y.add_(*bias);
+    }
+  }
+  return y.view(linear_out_shape(input, weight.size(0)));
+}
+
+at::Tensor call_spectral_norm_linear(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& state, int64_t index, int64_t offset) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastgan::spectral_norm_linear", "")
+                             .typed<at::Tensor(
+                                 const at::Tensor&, const at::Tensor&,
+                                 const std::optional<at::Tensor>&, const at::Tensor&, int64_t,
+                                 int64_t)>();
+  return op.call(input, weight, bias, state, index, offset);
+}
+
+// <a, b> over all elements, as a 0-dim tensor.
+at::Tensor inner_product(const at::Tensor& a, const at::Tensor& b) {
+  const auto t = a.scalar_type();
+  if (t == at::kFloat || t == at::kDouble) {
+    return at::dot(a.reshape(-1), b.reshape(-1));
+  }
+  return at::sum(at::mul(a, b), at::kFloat).to(t);
+}
+
+class SpectralNormLinearFunction : public torch::autograd::Function<SpectralNormLinearFunction> {
+ public:
+  static at::Tensor forward(
+      AutogradContext* ctx, const at::Tensor& input, const at::Tensor& weight,
+      const std::optional<at::Tensor>& bias, const at::Tensor& state, int64_t index,
+      int64_t offset) {
+    ctx->set_materialize_grads(false);
+    ctx->save_for_backward({input, weight, state});
+    ctx->saved_data["index"] = index;
+    ctx->saved_data["offset"] = offset;
+    ctx->saved_data["has_bias"] = bias.has_value() && bias->defined();
+    at::AutoDispatchBelowADInplaceOrView guard;
+    return call_spectral_norm_linear(input, weight, bias, state, index, offset);
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    // Tensors: input (edge 0), weight (1), bias (2), state (3).
+    variable_list out(6);
+    const at::Tensor& grad = grads[0];
+    if (!grad.defined()) {
+      return out;
+    }
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& input = saved[0];
+    const at::Tensor& weight = saved[1];
+    const at::Tensor& state = saved[2];
+    const int64_t index = ctx->saved_data["index"].toInt();
+    const int64_t offset = ctx->saved_data["offset"].toInt();
+    const bool need_x = ctx->needs_input_grad(0);
+    const bool need_w = ctx->needs_input_grad(1);
+    const bool need_b = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
+    const int64_t n_out = weight.size(0);
+    const int64_t n_in = weight.size(1);
+    const at::Tensor g = grad.reshape({-1, n_out});
+    const at::Tensor x = input.reshape({-1, n_in});
+    if (need_b) {
+      out[2] = at::sum(g, 0);
+    }
+    if (!need_x && !need_w) {
+      return out;
+    }
+    const auto dtype = weight.scalar_type();
+    const at::Tensor u = state.narrow(0, offset, n_out).to(dtype);
+    const at::Tensor v = state.narrow(0, offset + n_out, n_in).to(dtype);
+    if (c10::GradMode::is_enabled() &&
+        (grad.requires_grad() || input.requires_grad() || weight.requires_grad())) {
+      // A graph of the backward (create_graph=True, e.g. a gradient penalty):
+      // differentiable ATen ops, sigma = u^T W v recomputed so that its
+      // dependence on W is differentiated too.
+      const at::Tensor sigma = at::dot(u, at::mv(weight, v));
+      const at::Tensor gs = at::div(g, sigma);
+      const at::Tensor dx = at::mm(gs, weight);
+      if (need_x) {
+        out[0] = dx.view(input.sizes());
+      }
+      if (need_w) {
+        const at::Tensor c = at::div(inner_product(dx, x), sigma);
+        out[1] = at::sub(at::mm(gs.t(), x), at::mul(at::outer(u, v), c));
+      }
+      return out;
+    }
+    // Tensor ops only, sigma included (no host reads): the backward also
+    // runs on fake tensors when torch.compile traces it.
+    const at::Tensor sigma = state.narrow(0, index, 1).to(dtype);
+    const at::Tensor gs = at::div(g, sigma);
+    at::Tensor dx;
+    if (need_x) {
+      dx = at::mm(gs, weight);
+      out[0] = dx.view(input.sizes());
+    }
+    if (need_w) {
+      at::Tensor dw = at::mm(gs.t(), x);
+      // <g^T x, W> / sigma^2 = <dx, x> / sigma = <dw, W> / sigma.
+      const at::Tensor dot = need_x ? inner_product(dx, x) : inner_product(dw, weight);
+      dw.addr_(at::mul(u, at::div(dot, sigma)).neg_(), v);
+      out[1] = dw;
+    }
+    return out;
+  }
+};
+
+at::Tensor spectral_norm_linear_autograd(
+    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& state, int64_t index, int64_t offset) {
+  return SpectralNormLinearFunction::apply(input, weight, bias, state, index, offset);
+}
+
 }  // namespace
 
+TORCH_LIBRARY_IMPL(fastgan, CPU, m) {
+  m.impl("spectral_norm_linear", &spectral_norm_linear);
+}
+
+#ifdef FASTGAN_WITH_CUDA
+TORCH_LIBRARY_IMPL(fastgan, CUDA, m) {
+  m.impl("spectral_norm_linear", &spectral_norm_linear);
+}
+#endif
+
 TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
+  m.impl("spectral_norm_linear", &spectral_norm_linear_autograd);
   m.impl("spectral_norm_scale", &spectral_norm_scale_autograd);
   m.impl("bias_act", &bias_act_autograd);
   m.impl("bias_act_grad", &bias_act_grad_autograd);

@@ -117,6 +117,14 @@ TORCH_LIBRARY(fastgan, m) {
   m.def(
       "spectral_norm_scale_backward(Tensor grad, Tensor weight, Tensor state, int index, "
       "int offset, int dim) -> Tensor");
+  // input @ (weight / sigma)^T + bias for a 2-D weight (out, in) normalised
+  // along dim 0, without forming weight / sigma: (input @ weight^T) / sigma +
+  // bias, sigma from a power-iteration state as in spectral_norm_scale.
+  // Differentiable to any order; its kernels (ATen ops, any device) and
+  // autograd are in csrc/autograd.cpp.
+  m.def(
+      "spectral_norm_linear(Tensor input, Tensor weight, Tensor? bias, Tensor state, int index, "
+      "int offset) -> Tensor");
 }
 
 // Ops that are not differentiable skip autograd entirely. clip_ updates

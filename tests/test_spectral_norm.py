@@ -20,6 +20,7 @@ ATOL = {torch.float32: 1e-6, torch.float64: 1e-12}
 power_iteration = torch.ops.fastgan.spectral_norm_power_iteration.default
 scale = torch.ops.fastgan.spectral_norm_scale.default
 scale_backward = torch.ops.fastgan.spectral_norm_scale_backward.default
+linear = torch.ops.fastgan.spectral_norm_linear.default
 
 
 def layer_and_input(kind: str, generator: torch.Generator, batch: int = 3):
@@ -296,6 +297,92 @@ def test_opcheck(generator):
     torch.library.opcheck(scale, (w, state, 1, 2 + 5 + 4, 1))
     g = torch.randn(3, 2, 2, generator=generator)
     torch.library.opcheck(scale_backward, (g, weights[1], state, 1, 2 + 5 + 4, 1))
+
+
+def linear_problem(generator, shape=(6, 5), out_features=4, dtype=torch.float64):
+    """Input, weight, bias, and the state of one power-iteration step on the weight."""
+    x = torch.randn(shape, generator=generator, dtype=dtype)
+    w = torch.randn(out_features, shape[-1], generator=generator, dtype=dtype)
+    b = torch.randn(out_features, generator=generator, dtype=dtype)
+    u = torch.randn(out_features, generator=generator, dtype=dtype)
+    v = torch.randn(shape[-1], generator=generator, dtype=dtype)
+    state = power_iteration([w], [u], [v], [0], 1, 1e-12)
+    return x, w, b, state
+
+
+def linear_composite(x, w, b, state):
+    """F.linear(x, W / sigma, b) with sigma = u^T W v from the state's u and v (constants)."""
+    rows, cols = w.shape
+    u, v = state[1 : 1 + rows].to(w.dtype), state[1 + rows : 1 + rows + cols].to(w.dtype)
+    return torch.nn.functional.linear(x, w / torch.vdot(u, torch.mv(w, v)), b)
+
+
+@pytest.mark.parametrize(
+    "shape, with_bias, input_grad",
+    [((6, 5), True, True), ((5,), True, True), ((2, 3, 5), False, True), ((6, 5), True, False), ((0, 5), True, True)],
+    ids=["2d", "1d", "3d-no-bias", "input-without-grad", "empty"],
+)
+def test_linear_matches_the_normalized_weight(shape, with_bias, input_grad, generator):
+    x, w, b, state = linear_problem(generator, shape)
+    b = b if with_bias else None
+    grad = torch.randn((*shape[:-1], w.shape[0]), generator=generator, dtype=torch.float64)
+    results = []
+    for f in (linear, lambda *a: linear_composite(*a[:4])):
+        xs = x.clone().requires_grad_(input_grad)
+        ws = w.clone().requires_grad_()
+        bs = b.clone().requires_grad_() if b is not None else None
+        y = f(xs, ws, bs, state, 0, 1)
+        wanted = [t for t in (xs, ws, bs) if t is not None and t.requires_grad]
+        results.append((y, torch.autograd.grad(y, wanted, grad)))
+    (y, grads), (y_ref, grads_ref) = results
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    for a, e in zip(grads, grads_ref):
+        torch.testing.assert_close(a, e, rtol=1e-11, atol=1e-12)
+
+
+def test_linear_gradcheck_and_gradgradcheck(generator):
+    x, w, b, _ = linear_problem(generator)
+    u = torch.nn.functional.normalize(torch.randn(4, generator=generator, dtype=torch.float64), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(5, generator=generator, dtype=torch.float64), dim=0)
+
+    def f(x, w, b):
+        # n_iter = 0: sigma = u^T W v of this very weight, so finite differences see it move.
+        state = power_iteration([w], [u], [v], [0], 0, 1e-12)
+        return linear(x, w, b, state, 0, 1)
+
+    inputs = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    assert torch.autograd.gradcheck(f, inputs)
+    assert torch.autograd.gradgradcheck(f, inputs)
+
+
+def test_grouped_linear_layers_skip_the_normalized_weight(generator):
+    """Inside the group's forward a Linear runs spectral_norm_linear; called alone, the parametrization."""
+    torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)))
+    model = spectral_norm_all(nn.Sequential(nn.Linear(3, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1)))
+    x = torch.randn(4, 3, generator=generator)
+    assert "SpectralNormLinear" in model(x).grad_fn.name()
+    model[2].eval()  # alone, outside the group: the normalised weight, no update in eval
+    assert "SpectralNormLinear" not in model[2](torch.randn(4, 8, generator=generator)).grad_fn.name()
+
+
+def test_linear_opcheck(generator):
+    x, w, b, state = linear_problem(generator, dtype=torch.float32)
+    torch.library.opcheck(linear, (x.requires_grad_(), w.requires_grad_(), b, state, 0, 1))
+    torch.library.opcheck(linear, (x, w, None, state, 0, 1))
+
+
+def test_linear_bad_input_errors(generator):
+    x, w, b, state = linear_problem(generator)
+    with pytest.raises(RuntimeError, match=r"`input` must have shape \(\*, 5\)"):
+        linear(x[:, :4], w, b, state, 0, 1)
+    with pytest.raises(RuntimeError, match="`input` has dtype Float but `weight` has Double"):
+        linear(x.float(), w, b, state, 0, 1)
+    with pytest.raises(RuntimeError, match=r"`bias` must be a Double tensor of shape \(4,\)"):
+        linear(x, w, b[:3], state, 0, 1)
+    with pytest.raises(RuntimeError, match="`weight` must be 2-D"):
+        linear(x, w.view(4, 5, 1), b, state, 0, 1)
+    with pytest.raises(RuntimeError, match="do not fit a state"):
+        linear(x, w, b, state, 0, 7)
 
 
 def test_bad_input_errors():

@@ -26,6 +26,7 @@ namespace fastgan::spectral_norm {
 constexpr const char* kPowerIteration = "fastgan::spectral_norm_power_iteration";
 constexpr const char* kScale = "fastgan::spectral_norm_scale";
 constexpr const char* kScaleBackward = "fastgan::spectral_norm_scale_backward";
+constexpr const char* kLinear = "fastgan::spectral_norm_linear";
 
 struct MatrixShape {
   int64_t a = 1;  // product of the sizes before dim

@@ -26,6 +26,7 @@ from that op.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numbers
@@ -59,9 +60,11 @@ _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 _power_iteration = None
 _scale = None
+_linear = None
 if _library.LOADED:
     _power_iteration = torch.ops.fastgan.spectral_norm_power_iteration.default
     _scale = torch.ops.fastgan.spectral_norm_scale.default
+    _linear = torch.ops.fastgan.spectral_norm_linear.default
 
 
 def _check_args(module: object, name: str, n_power_iterations: object, eps: object, dim: object):
@@ -227,6 +230,8 @@ class SpectralNormGroup:
 
     def before_forward(self, model: nn.Module, args) -> None:
         # Layers sharing (n_iter, eps) share one op call: normally all of them.
+        # The cached state goes into each layer's __dict__ directly
+        # (nn.Module.__setattr__ costs microseconds per call).
         calls: dict[tuple[int, float], list] = {}
         for plist in self.lists:
             sn = plist._modules["0"]
@@ -246,13 +251,43 @@ class SpectralNormGroup:
             )
             offset = len(members)
             for index, (w, sn) in enumerate(members):
-                sn._group_state = (state, index, offset)
+                sn.__dict__["_group_state"] = (state, index, offset)
                 rows = w.shape[sn.dim]
-                offset += rows + _numel_without(w, sn.dim)
+                offset += rows + (w.numel() // rows if rows else _numel_without(w, sn.dim))
 
     def after_forward(self, model: nn.Module, args, output) -> None:
         for plist in self.lists:
-            plist._modules["0"]._group_state = None
+            plist._modules["0"].__dict__["_group_state"] = None
+
+
+def _normalized_linear(layer: nn.Linear, input: torch.Tensor) -> torch.Tensor:
+    r"""``nn.Linear.forward`` of a layer in a :class:`SpectralNormGroup`.
+
+    Inside the group's forward, :math:`y = (x W^\top)/\sigma + b` in one
+    ``fastgan::spectral_norm_linear`` op: :math:`W/\sigma` is never formed,
+    and the weight's gradient is the plain one divided by :math:`\sigma`
+    plus a rank-one correction in place. Elsewhere (the layer called on its
+    own, under autocast, or its parametrization changed or removed) it is
+    ``F.linear(input, layer.weight, layer.bias)``, through the parametrization.
+    """
+    plists = layer._modules.get("parametrizations")
+    plist = plists._modules.get("weight") if plists is not None else None
+    if plist is not None and len(plist) == 1:
+        sn = plist._modules["0"]
+        cached = getattr(sn, "_group_state", None)
+        if cached is not None and not torch.is_autocast_enabled(input.device.type):
+            state, index, offset = cached
+            return _linear(input, plist._parameters["original"], layer.bias, state, index, offset)
+    return F.linear(input, layer.weight, layer.bias)
+
+
+def _fuse_linear(layer: nn.Module) -> None:
+    """Gives a spectral-normalised ``nn.Linear`` (weight normalised along dim 0) the fused forward."""
+    if not isinstance(layer, nn.Linear) or type(layer).forward is not nn.Linear.forward:
+        return  # a subclass with its own forward keeps it
+    sn = layer.parametrizations.weight[0]
+    if isinstance(sn, SpectralNorm) and sn.dim == 0 and layer.parametrizations.weight.original.ndim == 2:
+        layer.forward = functools.partial(_normalized_linear, layer)
 
 
 def spectral_norm_all(
@@ -304,6 +339,9 @@ def spectral_norm_all(
             model.register_forward_pre_hook(group.before_forward),
             model.register_forward_hook(group.after_forward, always_call=True),
         ]
+        if name == "weight":
+            for layer in layers:
+                _fuse_linear(layer)
     return model
 
 
@@ -317,6 +355,10 @@ if _library.LOADED:
     @torch.library.register_fake("fastgan::spectral_norm_scale")
     def _scale_fake(weight, state, index, offset, dim):
         return torch.empty_like(weight, memory_format=torch.contiguous_format)
+
+    @torch.library.register_fake("fastgan::spectral_norm_linear")
+    def _linear_fake(input, weight, bias, state, index, offset):
+        return input.new_empty((*input.shape[:-1], weight.shape[0]))
 
     @torch.library.register_fake("fastgan::spectral_norm_scale_backward")
     def _scale_backward_fake(grad, weight, state, index, offset, dim):

@@ -27,6 +27,15 @@ TORCH_LIBRARY(fastgan, m) {
   // one weight per sample (eps of shape (B,)), in one pass.
   m.def("interpolate(Tensor real, Tensor fake, Tensor eps) -> Tensor");
 
+  // A WGAN-GP critic evaluation of an MLP critic (Linear layers, leaky relu
+  // with slope alphas[l] after each but the last, one output) in one node:
+  // returns D(real) (R,), D(fake) (F,) and the penalty mean_i phi(||grad_x
+  // D(x_hat_i)||) of penalty_from_gradients; differentiable once with respect
+  // to the weights and biases (csrc/mlp_critic.cpp).
+  m.def(
+      "mlp_critic_penalty(Tensor real, Tensor fake, Tensor x_hat, Tensor[] weights, "
+      "Tensor[] biases, float[] alphas, float center, bool one_sided) -> (Tensor, Tensor, Tensor)");
+
   // Fused bias and activation: gain * act(x + bias), the bias (C,) broadcast
   // along `dim`. act: linear, relu, lrelu, tanh, sigmoid, elu, selu,
   // softplus, swish; alpha is lrelu's negative slope and elu's saturation.

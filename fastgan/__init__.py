@@ -12,6 +12,8 @@ from fastgan.clip import clip_parameters_
 from fastgan.penalty import (
     CriticLoss,
     gradient_penalty,
+    mlp_critic_layers,
+    mlp_critic_penalty,
     penalty_from_gradients,
     wgan_gp_critic_loss,
 )
@@ -27,6 +29,8 @@ __all__ = [
     "gradient_penalty",
     "losses",
     "metrics",
+    "mlp_critic_layers",
+    "mlp_critic_penalty",
     "nn",
     "ot",
     "penalty_from_gradients",

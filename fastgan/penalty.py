@@ -23,6 +23,8 @@ __all__ = [
     "CriticLoss",
     "gradient_penalty",
     "interpolate",
+    "mlp_critic_layers",
+    "mlp_critic_penalty",
     "penalty_from_gradients",
     "penalty_points",
     "wgan_gp_critic_loss",
@@ -94,7 +96,7 @@ def penalty_from_gradients(
 
 
 MODES = ("interpolate", "real", "fake", "dragan")
-ARRANGEMENTS = ("auto", "separate", "pair", "joint")
+ARRANGEMENTS = ("auto", "separate", "pair", "joint", "fused")
 
 
 def _check_sample_tensor(t: object, name: str) -> torch.Tensor:
@@ -283,13 +285,22 @@ def _couples_samples(critic: object) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in critic.modules())
 
 
-def _arrangement(critic: object, arrangement: str, device: torch.device) -> str:
+def _arrangement(critic: object, arrangement: str, device: torch.device, backend: str = "auto") -> str:
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
+    if arrangement == "fused":
+        if backend == "reference" or mlp_critic_layers(critic) is None:
+            raise ValueError(
+                "arrangement='fused' needs an MLP critic (see fastgan.mlp_critic_layers) and "
+                "fastgan's kernels (backend='auto')"
+            )
+        return arrangement
     coupled = _couples_samples(critic)
     if arrangement == "auto":
         if coupled:
             return "separate"
+        if backend != "reference" and device.type == "cpu" and mlp_critic_layers(critic) is not None:
+            return "fused"
         convolves = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in critic.modules())
         return AUTO_ARRANGEMENT.get((device.type, convolves), "separate")
     if arrangement != "separate" and coupled:
@@ -298,6 +309,113 @@ def _arrangement(critic: object, arrangement: str, device: torch.device) -> str:
             "changes the outputs of a critic with BatchNorm (or a critic that is not an nn.Module)"
         )
     return arrangement
+
+
+class MlpLayers(NamedTuple):
+    """What :func:`mlp_critic_penalty` needs of an MLP critic (see :func:`mlp_critic_layers`)."""
+
+    weights: list[torch.Tensor]
+    biases: list[torch.Tensor]
+    alphas: list[float]  #: the leaky-relu slope after each hidden layer
+    flat: bool  #: scores (N,) (a final :class:`fastgan.nn.Flat`) rather than (N, 1)
+
+
+def mlp_critic_layers(critic: object) -> MlpLayers | None:
+    """The layers of ``critic`` when it is an MLP that :func:`mlp_critic_penalty` evaluates, else None.
+
+    Eligible: an ``nn.Sequential`` of ``Linear`` layers (with biases, not
+    parametrized) alternating with ``LeakyReLU`` / ``ReLU`` / ``Identity``
+    modules or fastgan's :class:`~fastgan.nn.BiasAct` with those activations
+    (no bias, gain 1), the last ``Linear`` with one output, optionally
+    followed by :class:`~fastgan.nn.Flat`; no hooks on any of them.
+    """
+    from fastgan.nn.modules import BiasAct, Flat
+
+    if type(critic) is not torch.nn.Sequential or critic._forward_hooks or critic._forward_pre_hooks:
+        return None
+    children = list(critic)
+    flat = bool(children) and type(children[-1]) is Flat
+    if flat:
+        children = children[:-1]
+    if len(children) % 2 == 0:
+        return None
+    weights, biases, alphas = [], [], []
+    for i, m in enumerate(children):
+        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
+            return None
+        if i % 2 == 0:
+            if type(m) is not torch.nn.Linear or m.bias is None or hasattr(m, "parametrizations"):
+                return None
+            weights.append(m.weight)
+            biases.append(m.bias)
+            continue
+        if type(m) is torch.nn.LeakyReLU:
+            alphas.append(float(m.negative_slope))
+        elif type(m) is torch.nn.ReLU:
+            alphas.append(0.0)
+        elif type(m) is torch.nn.Identity:
+            alphas.append(1.0)
+        elif type(m) is BiasAct and m.bias is None and m.gain == 1 and m.act in ("lrelu", "relu", "linear"):
+            alphas.append({"lrelu": float(m.alpha), "relu": 0.0, "linear": 1.0}[m.act])
+        else:
+            return None
+    if weights[-1].shape[0] != 1:
+        return None
+    return MlpLayers(weights, biases, alphas, flat)
+
+
+def mlp_critic_penalty(
+    critic: torch.nn.Module | MlpLayers,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    x_hat: torch.Tensor,
+    *,
+    center: float = 1.0,
+    one_sided: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""``critic(real)``, ``critic(fake)`` and the gradient penalty at ``x_hat``, in one fused op.
+
+    For an MLP critic (:func:`mlp_critic_layers`) with piecewise-linear
+    activations, returns :math:`D(x_{real})`, :math:`D(x_{fake})` and
+    :math:`P = rac1H \sum_i \phi(\|
+abla_x D(\hat x_i)\|_2)`,
+    :math:`\phi(n) = (n - c)^2` (or :math:`\max(0, n - c)^2` when
+    ``one_sided``), equal to what ``critic`` and :func:`gradient_penalty`
+    give, with gradients with respect to the critic's parameters
+    (``loss.backward()`` once; no ``create_graph``). The activations'
+    slopes are constants of the graph, so the input gradient is a linear
+    function of the weights along a fixed path; the op computes it and the
+    parameters' gradients of the penalty directly, in one autograd node,
+    sharing each layer's matrix product between the real, fake and
+    interpolate rows (``fastgan::mlp_critic_penalty``).
+
+    Args:
+        critic: the MLP (or its :class:`MlpLayers`).
+        real, fake: ``(R, d)`` and ``(F, d)`` samples to score (detached).
+        x_hat: ``(H, d)``, H >= 1, the points of the penalty (detached).
+        center, one_sided: as in :func:`penalty_from_gradients`.
+
+    Returns:
+        ``(d_real, d_fake, penalty)``: scores shaped as the critic returns
+        them ((N,) or (N, 1)) and the unweighted penalty (0-dim).
+
+    Raises:
+        ValueError: ``critic`` is not such an MLP; RuntimeError: bad shapes,
+            dtypes or devices (named), or inputs that require gradients.
+    """
+    layers = critic if isinstance(critic, MlpLayers) else mlp_critic_layers(critic)
+    if layers is None:
+        raise ValueError(
+            "`critic` must be an nn.Sequential of Linear layers and LeakyReLU / ReLU activations "
+            "with one output (see fastgan.mlp_critic_layers)"
+        )
+    _library.require_kernel("mlp_critic_penalty", real.device)
+    d_real, d_fake, penalty = torch.ops.fastgan.mlp_critic_penalty.default(
+        real, fake, x_hat, layers.weights, layers.biases, layers.alphas, float(center), bool(one_sided)
+    )
+    if not layers.flat:
+        d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
+    return d_real, d_fake, penalty
 
 
 class CriticLoss(NamedTuple):
@@ -338,13 +456,16 @@ def wgan_gp_critic_loss(
             (real, fake, interpolates); ``"pair"``: one call on
             ``[real; fake]`` and one on the interpolates; ``"joint"``: one
             call on ``[real; fake; interpolates]`` (the double backward then
-            runs over all 3B rows). ``"auto"`` picks ``"separate"`` for a
-            critic with BatchNorm (or one that is not an ``nn.Module``), whose
-            outputs depend on what else is in the batch, and otherwise the
-            arrangement measured fastest on the device
+            runs over all 3B rows); ``"fused"``: :func:`mlp_critic_penalty`,
+            the whole evaluation of an MLP critic in one op. ``"auto"`` picks
+            ``"separate"`` for a critic with BatchNorm (or one that is not an
+            ``nn.Module``), whose outputs depend on what else is in the
+            batch; ``"fused"`` for an MLP critic on the CPU; and otherwise
+            the arrangement measured fastest on the device
             (:data:`AUTO_ARRANGEMENT`: ``"pair"`` for critics without
             convolutions, ``"separate"`` for convolutional ones). Any
-            arrangement gives the same loss and gradients up to rounding.
+            arrangement gives the same loss and gradients up to rounding;
+            ``"fused"`` gives first derivatives only.
         penalty_every, step: lazy regularisation (Karras et al., StyleGAN2):
             the penalty is added only when ``step % penalty_every == 0``, with
             its weight multiplied by ``penalty_every``. This changes the
@@ -362,37 +483,47 @@ def wgan_gp_critic_loss(
     real = _check_sample_tensor(real, "real").detach()
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)
-    arrangement = _arrangement(critic, arrangement, real.device)
+    arrangement = _arrangement(critic, arrangement, real.device, backend)
     with_penalty = weight > 0 and step % penalty_every == 0
     batch = real.shape[0]
+    if arrangement == "fused" and not with_penalty:
+        arrangement = "pair"
     with torch.enable_grad():
         x_hat = None
         if with_penalty:
             x_hat = penalty_points(real, fake, mode="interpolate", generator=generator, backend=backend)
-        if arrangement == "joint" and x_hat is not None:
-            scores = critic(torch.cat([real, fake, x_hat]))
-            _check_scores(scores, 3 * batch)
-            d_real, d_fake, d_hat = scores[:batch], scores[batch : 2 * batch], scores[2 * batch :]
-        else:
-            if arrangement == "separate":
-                d_real, d_fake = critic(real), critic(fake)
-                _check_scores(d_real, batch)
-                _check_scores(d_fake, batch)
-            else:
-                scores = critic(torch.cat([real, fake]))
-                _check_scores(scores, 2 * batch)
-                d_real, d_fake = scores[:batch], scores[batch:]
-            d_hat = None
-        wasserstein = d_real.mean() - d_fake.mean()
-        if with_penalty:
-            grads = _critic_gradients(critic, x_hat, d_hat)
-            penalty = (weight * penalty_every) * penalty_from_gradients(
-                grads, center=center, one_sided=one_sided, backend=backend
+        if arrangement == "fused":
+            d_real, d_fake, penalty = mlp_critic_penalty(
+                critic, real, fake, x_hat.detach(), center=center, one_sided=one_sided
             )
+            penalty = (weight * penalty_every) * penalty
+            wasserstein = d_real.mean() - d_fake.mean()
             loss = penalty - wasserstein.to(penalty.dtype)
         else:
-            penalty = torch.zeros((), dtype=wasserstein.dtype, device=wasserstein.device)
-            loss = -wasserstein
+            if arrangement == "joint" and x_hat is not None:
+                scores = critic(torch.cat([real, fake, x_hat]))
+                _check_scores(scores, 3 * batch)
+                d_real, d_fake, d_hat = scores[:batch], scores[batch : 2 * batch], scores[2 * batch :]
+            else:
+                if arrangement == "separate":
+                    d_real, d_fake = critic(real), critic(fake)
+                    _check_scores(d_real, batch)
+                    _check_scores(d_fake, batch)
+                else:
+                    scores = critic(torch.cat([real, fake]))
+                    _check_scores(scores, 2 * batch)
+                    d_real, d_fake = scores[:batch], scores[batch:]
+                d_hat = None
+            wasserstein = d_real.mean() - d_fake.mean()
+            if with_penalty:
+                grads = _critic_gradients(critic, x_hat, d_hat)
+                penalty = (weight * penalty_every) * penalty_from_gradients(
+                    grads, center=center, one_sided=one_sided, backend=backend
+                )
+                loss = penalty - wasserstein.to(penalty.dtype)
+            else:
+                penalty = torch.zeros((), dtype=wasserstein.dtype, device=wasserstein.device)
+                loss = -wasserstein
     if return_parts:
         return CriticLoss(loss, wasserstein.detach(), penalty.detach())
     return loss
@@ -433,6 +564,10 @@ if _library.LOADED:
     def _penalty_fake(grads, center, one_sided):
         dtype = _result_dtype(grads.dtype)
         return grads.new_empty((), dtype=dtype), grads.new_empty((grads.shape[0],), dtype=dtype)
+
+    @torch.library.register_fake("fastgan::mlp_critic_penalty")
+    def _mlp_critic_penalty_fake(real, fake, x_hat, weights, biases, alphas, center, one_sided):
+        return real.new_empty((real.shape[0],)), fake.new_empty((fake.shape[0],)), real.new_empty(())
 
     @torch.library.register_fake("fastgan::penalty_from_gradients_backward")
     def _penalty_backward_fake(grad_penalty, grads, norms, center, one_sided):

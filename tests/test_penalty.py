@@ -374,3 +374,149 @@ def test_autocast_penalty_in_float32(dtype, generator):
     torch.testing.assert_close(p.detach(), 10 * reference.penalty_from_gradients(grads.double()).float())
     low = grads.to(dtype)
     assert fastgan.penalty_from_gradients(low).dtype == torch.float32
+
+
+# ---------------------------------------------------------------------------
+# mlp_critic_penalty: a whole WGAN-GP evaluation of an MLP critic in one op
+
+
+def piecewise_linear_mlp(depth: int, act: str, flat: bool, dtype=torch.float64, width: int = 12) -> nn.Sequential:
+    """Linear layers with relu / lrelu (two slopes) / identity between them, one output."""
+    acts = {"relu": lambda i: nn.ReLU(), "lrelu": lambda i: nn.LeakyReLU(0.2 if i % 2 == 0 else 0.05), "linear": lambda i: nn.Identity()}
+    layers: list[nn.Module] = []
+    d = 3
+    for i in range(depth):
+        layers += [nn.Linear(d, width), acts[act](i)]
+        d = width
+    layers.append(nn.Linear(d, 1))
+    if flat:
+        layers.append(fastgan.nn.Flat())
+    return nn.Sequential(*layers).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("depth", [0, 1, 3])
+@pytest.mark.parametrize("act", ["lrelu", "relu", "linear", "fused-lrelu"])
+@pytest.mark.parametrize("center,one_sided", [(1.0, False), (1.0, True), (0.0, False)])
+def test_mlp_critic_penalty_matches_autograd(dtype, depth, act, center, one_sided, generator):
+    seeded(generator)
+    theirs = piecewise_linear_mlp(depth, act.replace("fused-", ""), flat=depth != 1, dtype=dtype)
+    ours = copy.deepcopy(theirs)
+    if act.startswith("fused-"):
+        ours = fastgan.nn.fuse_activations_(ours)
+    real, fake, x_hat = (rand((n, 3), generator, dtype) for n in (5, 4, 6))
+    # A loss that weighs every output differently, so that each part's gradient is checked.
+    w_real, w_fake = rand((5,), generator, dtype), rand((4,), generator, dtype)
+    d_real, d_fake, penalty = fastgan.mlp_critic_penalty(ours, real, fake, x_hat, center=center, one_sided=one_sided)
+    ((w_real * d_real.reshape(-1)).sum() + (w_fake * d_fake.reshape(-1)).sum() + 3.0 * penalty).backward()
+
+    x = x_hat.clone().requires_grad_()
+    (g,) = torch.autograd.grad(theirs(x).sum(), x, create_graph=True)
+    excess = torch.linalg.vector_norm(g, dim=1) - center
+    ref_penalty = (excess.clamp_min(0) if one_sided else excess).square().mean()
+    ref_real, ref_fake = theirs(real), theirs(fake)
+    ((w_real * ref_real.reshape(-1)).sum() + (w_fake * ref_fake.reshape(-1)).sum() + 3.0 * ref_penalty).backward()
+
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert d_real.shape == ref_real.shape and d_fake.shape == ref_fake.shape
+    torch.testing.assert_close(d_real, ref_real.detach(), **tol)
+    torch.testing.assert_close(d_fake, ref_fake.detach(), **tol)
+    torch.testing.assert_close(penalty, ref_penalty.detach(), **tol)
+    for (name, a), b in zip(ours.named_parameters(), theirs.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, **tol, msg=lambda m: f"{name}: {m}")
+
+
+def test_mlp_critic_penalty_only_penalty_and_zero_gradient(generator):
+    """Only the penalty in the loss (R1-like use); a critic whose input gradient is zero stays finite."""
+    seeded(generator)
+    critic = piecewise_linear_mlp(2, "relu", flat=True)
+    ref = copy.deepcopy(critic)
+    x = rand((6, 3), generator)
+    _, _, penalty = fastgan.mlp_critic_penalty(critic, x[:0], x[:0], x)
+    penalty.backward()
+    _, ref_grads = plain_penalty_and_grads(ref, x, 1.0, 1.0, False)
+    for a, b in zip(critic.parameters(), ref_grads):
+        torch.testing.assert_close(a.grad, b)
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.zero_()
+    critic.zero_grad()
+    _, _, penalty = fastgan.mlp_critic_penalty(critic, x, x, x)
+    penalty.backward()
+    assert penalty.item() == 1.0  # (0 - 1)^2
+    assert all(bool(torch.isfinite(p.grad).all()) for p in critic.parameters())
+
+
+def test_mlp_critic_layers_recognises_only_what_the_op_computes():
+    assert fastgan.mlp_critic_layers(piecewise_linear_mlp(2, "lrelu", flat=True)) is not None
+    assert fastgan.mlp_critic_layers(fastgan.nn.fuse_activations_(piecewise_linear_mlp(2, "relu", flat=False))) is not None
+    not_eligible = {
+        "tanh": nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)),
+        "two outputs": nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)),
+        "no bias": nn.Sequential(nn.Linear(3, 4, bias=False), nn.ReLU(), nn.Linear(4, 1)),
+        "batchnorm": nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 1)),
+        "two activations": nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 1)),
+        "conv": conv_critic(),
+        "not sequential": nn.Linear(3, 1),
+        "spectral norm": fastgan.nn.spectral_norm_all(nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 1))),
+        "biased activation": nn.Sequential(nn.Linear(3, 4), fastgan.nn.FusedLeakyReLU(4), nn.Linear(4, 1)),
+    }
+    for name, critic in not_eligible.items():
+        assert fastgan.mlp_critic_layers(critic) is None, name
+    hooked = piecewise_linear_mlp(1, "relu", flat=True)
+    hooked[0].register_forward_hook(lambda *args: None)
+    assert fastgan.mlp_critic_layers(hooked) is None
+
+
+@pytest.mark.parametrize("arrangement", ["fused", "pair", "auto"])
+def test_wgan_gp_critic_loss_on_an_mlp_matches_reference(arrangement, generator):
+    seed = seeded(generator)
+    critic = piecewise_linear_mlp(3, "lrelu", flat=True)
+    ours = copy.deepcopy(critic)
+    real = rand((8, 3), generator)
+    fake = rand((8, 3), generator).requires_grad_()
+    loss = fastgan.wgan_gp_critic_loss(ours, real, fake, arrangement=arrangement, generator=torch.Generator().manual_seed(seed))
+    loss.backward()
+    ref = reference.wgan_gp_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+    ref.backward()
+    torch.testing.assert_close(loss.detach(), ref.detach(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(ours.parameters(), critic.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-9, atol=1e-12)
+    assert fake.grad is None
+    assert fastgan.penalty._arrangement(critic, "auto", torch.device("cpu")) == "fused"
+    assert fastgan.penalty._arrangement(critic, "auto", torch.device("cpu"), "reference") == "pair"
+
+
+def test_mlp_critic_penalty_bad_input(generator):
+    critic = piecewise_linear_mlp(1, "lrelu", flat=True)
+    x = rand((4, 3), generator)
+    with pytest.raises(ValueError, match="`critic` must be an nn.Sequential"):
+        fastgan.mlp_critic_penalty(conv_critic(), x, x, x)
+    with pytest.raises(ValueError, match="arrangement='fused' needs an MLP critic"):
+        fastgan.wgan_gp_critic_loss(conv_critic(), rand((2, 2, 8, 8), generator), rand((2, 2, 8, 8), generator), arrangement="fused")
+    with pytest.raises(RuntimeError, match=r"`x_hat` must have shape \(N, 3\)"):
+        fastgan.mlp_critic_penalty(critic, x, x, x[:, :2])
+    with pytest.raises(RuntimeError, match="`fake` is Float"):
+        fastgan.mlp_critic_penalty(critic, x, x.float(), x)
+    with pytest.raises(RuntimeError, match="`x_hat` has no rows"):
+        fastgan.mlp_critic_penalty(critic, x, x, x[:0])
+    with pytest.raises(RuntimeError, match="pass detached inputs"):
+        fastgan.mlp_critic_penalty(critic, x.clone().requires_grad_(), x, x)
+    _, _, penalty = fastgan.mlp_critic_penalty(critic, x, x, x)
+    with pytest.raises(RuntimeError, match="derivatives of order 2"):
+        torch.autograd.grad(penalty, list(critic.parameters()), create_graph=True)
+    layers = fastgan.mlp_critic_layers(critic)
+    with pytest.raises(RuntimeError, match="one slope per hidden layer"):
+        torch.ops.fastgan.mlp_critic_penalty(x, x, x, layers.weights, layers.biases, [], 1.0, False)
+    with pytest.raises(RuntimeError, match=r"biases\[1\] must have shape \(1,\)"):
+        torch.ops.fastgan.mlp_critic_penalty(x, x, x, layers.weights, [layers.biases[0], layers.biases[0]], layers.alphas, 1.0, False)
+
+
+def test_mlp_critic_penalty_opcheck(generator):
+    critic = piecewise_linear_mlp(2, "lrelu", flat=True, dtype=torch.float32)
+    layers = fastgan.mlp_critic_layers(critic)
+    x = rand((5, 3), generator, torch.float32)
+    torch.library.opcheck(
+        torch.ops.fastgan.mlp_critic_penalty.default,
+        (x, x + 1, x - 1, layers.weights, layers.biases, layers.alphas, 1.0, False),
+    )

@@ -99,6 +99,7 @@ def test_wgan_clips_after_each_critic_step():
 def test_reference_backend_runs_the_same_loop():
     fast = Trainer(_tiny("wgan-gp", steps=3))
     ref = Trainer(_tiny("wgan-gp", steps=3, backend="reference"))
+    assert fast._mlp_critic is not None and ref._mlp_critic is None  # fastgan.mlp_critic_penalty vs autograd
     fast.fit(progress=False)
     ref.fit(progress=False)
     a, b = _params(fast), _params(ref)

@@ -1,11 +1,12 @@
 """Layers for critics: fused bias + activation and the one-line conversion of an existing critic."""
 
 from fastgan.nn import functional
-from fastgan.nn.modules import BiasAct, FusedLeakyReLU, fuse_activations_
+from fastgan.nn.modules import BiasAct, Flat, FusedLeakyReLU, fuse_activations_
 from fastgan.nn.spectral_norm import spectral_norm, spectral_norm_all
 
 __all__ = [
     "BiasAct",
+    "Flat",
     "FusedLeakyReLU",
     "functional",
     "fuse_activations_",

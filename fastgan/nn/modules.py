@@ -9,7 +9,14 @@ from torch import nn
 
 from fastgan.nn.functional import BACKENDS, bias_act, resolve
 
-__all__ = ["BiasAct", "FusedLeakyReLU", "fuse_activations_"]
+__all__ = ["BiasAct", "Flat", "FusedLeakyReLU", "fuse_activations_"]
+
+
+class Flat(nn.Module):
+    """A critic's scores, (N, 1) or (N, 1, 1, 1), as one score per sample, (N,)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(x.shape[0])
 
 
 class BiasAct(nn.Module):

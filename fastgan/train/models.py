@@ -17,6 +17,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from fastgan.nn.modules import Flat
+
 __all__ = [
     "MinibatchStd",
     "Pack",
@@ -30,13 +32,6 @@ __all__ = [
     "resnet_critic",
     "build_models",
 ]
-
-
-class Flat(nn.Module):
-    """(N, 1) or (N, 1, 1, 1) scores -> (N,)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.reshape(x.shape[0])
 
 
 class MinibatchStd(nn.Module):

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 import fastgan
 from fastgan import losses
-from fastgan.penalty import interpolate, penalty_from_gradients
+from fastgan.penalty import interpolate, mlp_critic_layers, mlp_critic_penalty, penalty_from_gradients
 from fastgan.train import checkpoint as ckpt
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.models import build_models
@@ -149,6 +149,10 @@ class Trainer:
             self.D_train: nn.Module = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
+        # An MLP critic's WGAN-GP evaluation as one fused op (fastgan.mlp_critic_penalty).
+        self._mlp_critic = None
+        if cfg.backend == "auto" and cfg.gp_weight > 0 and not self.distributed and not cfg.bf16:
+            self._mlp_critic = mlp_critic_layers(self.D)
         self.opt_D = self._optimizer(self.D.parameters(), cfg.lr)
         self.opt_G = self._optimizer(self.G.parameters(), cfg.lr_g or cfg.lr)
         self.critic_loss = losses.get(cfg.loss)
@@ -221,27 +225,16 @@ class Trainer:
         z = self._latent()
         with torch.no_grad(), self._autocast():
             fake = self.G(z).to(self.dtype)
-        n = real.shape[0]
         penalty = torch.zeros((), device=self.device, dtype=self.dtype)
         if cfg.gp_weight > 0:
             eps = self._local(torch.rand(cfg.batch_size, generator=self.penalty_gen))
-            x_hat = interpolate(real, fake, eps, backend=cfg.backend).requires_grad_(True)
-            m = n // cfg.pack  # scores per part: one per sample, or one per pack
-            with self._autocast():
-                if self.distributed or cfg.spectral_norm:
-                    # One forward over [real; fake; x_hat], one backward: what DDP's reducer
-                    # expects, and one power iteration per critic step under spectral norm.
-                    scores = self.D_train(torch.cat([real, fake, x_hat])).to(self.dtype)
-                    d_real, d_fake, d_hat = scores[:m], scores[m : 2 * m], scores[2 * m :]
-                else:
-                    # [real; fake] then x_hat: the double backward runs over B rows, not 3B
-                    # (fastgan.wgan_gp_critic_loss's "pair" arrangement, its fastest for MLPs).
-                    scores = self.D_train(torch.cat([real, fake])).to(self.dtype)
-                    d_real, d_fake = scores[:m], scores[m:]
-                    d_hat = self.D_train(x_hat).to(self.dtype)
-            (grads,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-            grads = grads.to(self.dtype).reshape(m, -1)  # one gradient per pack; penalty in float32 (or 64)
-            penalty = cfg.gp_weight * penalty_from_gradients(grads, backend=cfg.backend)
+            x_hat = interpolate(real, fake, eps, backend=cfg.backend)
+            if self._mlp_critic is not None:
+                # Scores, input gradients and penalty in one op (fastgan.mlp_critic_penalty).
+                d_real, d_fake, penalty = mlp_critic_penalty(self._mlp_critic, real, fake, x_hat)
+                penalty = cfg.gp_weight * penalty
+            else:
+                d_real, d_fake, penalty = self._penalized_scores(real, fake, x_hat.requires_grad_(True))
         else:
             with self._autocast():
                 if _has_batchnorm(self.D) and not self.distributed:
@@ -258,6 +251,26 @@ class Trainer:
         if cfg.clip is not None:
             fastgan.clip_parameters_(self.D, cfg.clip, backend=cfg.backend)
         return loss.detach(), (d_real.mean() - d_fake.mean()).detach(), penalty.detach()
+
+    def _penalized_scores(self, real: Tensor, fake: Tensor, x_hat: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """D(real), D(fake) and the weighted gradient penalty at ``x_hat``, through autograd."""
+        cfg = self.cfg
+        m = real.shape[0] // cfg.pack  # scores per part: one per sample, or one per pack
+        with self._autocast():
+            if self.distributed or cfg.spectral_norm:
+                # One forward over [real; fake; x_hat], one backward: what DDP's reducer
+                # expects, and one power iteration per critic step under spectral norm.
+                scores = self.D_train(torch.cat([real, fake, x_hat])).to(self.dtype)
+                d_real, d_fake, d_hat = scores[:m], scores[m : 2 * m], scores[2 * m :]
+            else:
+                # [real; fake] then x_hat: the double backward runs over B rows, not 3B
+                # (fastgan.wgan_gp_critic_loss's "pair" arrangement).
+                scores = self.D_train(torch.cat([real, fake])).to(self.dtype)
+                d_real, d_fake = scores[:m], scores[m:]
+                d_hat = self.D_train(x_hat).to(self.dtype)
+        (grads,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+        grads = grads.to(self.dtype).reshape(m, -1)  # one gradient per pack; penalty in float32 (or 64)
+        return d_real, d_fake, cfg.gp_weight * penalty_from_gradients(grads, backend=cfg.backend)
 
     def _generator_step(self) -> Tensor:
         z = self._latent()

@@ -2,11 +2,14 @@
 
 One generator iteration = ``n_critic`` critic updates + one generator update of
 :class:`fastgan.train.Trainer`, with each preset's optimizer (the papers'
-defaults), on the 2-D MLPs (generator and critic 3 x 512 hidden units, batch 256,
-grid25 data). Contenders, from the same seed and weights:
+defaults), on the 2-D MLPs (generator and critic of 3 hidden layers, batch 256,
+grid25 data) at two widths: 128, the trainer's default (what ``fastgan train``
+runs), and 512, the WGAN-GP authors' toy code. Contenders, from the same seed
+and weights:
 
-- ``fastgan``: ``backend="auto"``: fastgan's penalty, clipping, batched spectral
-  norm, fused activations;
+- ``fastgan``: ``backend="auto"``: fastgan's penalty (for these MLP critics the
+  whole critic evaluation in one op, ``fastgan.mlp_critic_penalty``), clipping,
+  batched spectral norm, fused activations;
 - ``reference``: ``backend="reference"``: the same loop on fastgan's pure-PyTorch
   references (torch's spectral-norm parametrization, autograd penalty, clamp).
 
@@ -22,17 +25,17 @@ from conftest import timed
 from fastgan.train import Trainer, preset
 
 ALGOS = {"gan": 10, "wgan": 6, "wgan-gp": 6, "sngan": 6}
-WIDTH, BATCH = 512, 256
+WIDTHS, BATCH = (128, 512), 256
 
 
-def make(algo: str, backend: str, device: torch.device) -> Trainer:
-    cfg = preset(algo, width=WIDTH, batch_size=BATCH, backend=backend, device=str(device), progress=False, seed=0)
+def make(algo: str, backend: str, device: torch.device, width: int) -> Trainer:
+    cfg = preset(algo, width=width, batch_size=BATCH, backend=backend, device=str(device), progress=False, seed=0)
     return Trainer(cfg)
 
 
-def generator_iteration(algo: str, contender: str, device: torch.device):
+def generator_iteration(algo: str, contender: str, device: torch.device, width: int = WIDTHS[-1]):
     """``n_critic`` critic updates and one generator update of a contender's trainer."""
-    trainer = make(algo, "auto" if contender == "fastgan" else "reference", device)
+    trainer = make(algo, "auto" if contender == "fastgan" else "reference", device, width)
 
     def iteration():
         for _ in range(trainer.cfg.n_critic):
@@ -44,8 +47,9 @@ def generator_iteration(algo: str, contender: str, device: torch.device):
 
 @pytest.mark.parametrize("contender", ["fastgan", "reference"])
 @pytest.mark.parametrize("algo", list(ALGOS))
-def bench_generator_iteration(benchmark, bench_device, algo, contender):
-    iteration = generator_iteration(algo, contender, bench_device)
-    benchmark.group = f"train / {algo} generator iteration / mlp 3x{WIDTH} batch {BATCH} ({bench_device.type})"
+@pytest.mark.parametrize("width", WIDTHS)
+def bench_generator_iteration(benchmark, bench_device, width, algo, contender):
+    iteration = generator_iteration(algo, contender, bench_device, width)
+    benchmark.group = f"train / {algo} generator iteration / mlp 3x{width} batch {BATCH} ({bench_device.type})"
     benchmark.extra_info["contender"] = contender
     benchmark.pedantic(timed(iteration, bench_device), rounds=ALGOS[algo], warmup_rounds=2)

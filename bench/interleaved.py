@@ -11,6 +11,7 @@ printed. The contenders are the ones of the pytest benchmarks named below.
     python bench/interleaved.py sn-step    # bench_spectral_norm.py: spectral-norm overhead of a step
     python bench/interleaved.py power      # bench_spectral_norm.py: power iteration against its floor
     python bench/interleaved.py train      # bench_train.py: one generator iteration of each algorithm
+    python bench/interleaved.py train --only wgan-gp-128   # one algorithm at one width
     python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
     python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
 """
@@ -142,11 +143,14 @@ def power(args: argparse.Namespace, device: torch.device) -> None:
 def train(args: argparse.Namespace, device: torch.device) -> None:
     import bench_train as bt
 
-    for algo in selected(bt.ALGOS, args):
+    cases = [(width, algo) for width in bt.WIDTHS for algo in bt.ALGOS]
+    for width, algo in selected(cases, args, lambda case: f"{case[1]}-{case[0]}"):
         names = ["fastgan", "reference"]
-        times = rounds({n: bt.generator_iteration(algo, n, device) for n in names}, args.rounds, args.calls, device)
+        times = rounds(
+            {n: bt.generator_iteration(algo, n, device, width) for n in names}, args.rounds, args.calls, device
+        )
         report(
-            f"train / {algo} generator iteration / mlp 3x{bt.WIDTH} batch {bt.BATCH} ({device.type})",
+            f"train / {algo} generator iteration / mlp 3x{width} batch {bt.BATCH} ({device.type})",
             times,
             {"reference / fastgan": per_round(times, ratio, "reference", "fastgan")},
         )

@@ -30,11 +30,14 @@ TORCH_LIBRARY(fastgan, m) {
   // A WGAN-GP critic evaluation of an MLP critic (Linear layers, leaky relu
   // with slope alphas[l] after each but the last, one output) in one node:
   // returns D(real) (R,), D(fake) (F,) and the penalty mean_i phi(||grad_x
-  // D(x_hat_i)||) of penalty_from_gradients; differentiable once with respect
-  // to the weights and biases (csrc/mlp_critic.cpp).
+  // D(x_hat_i)||) of penalty_from_gradients (0 when x_hat has no rows);
+  // differentiable once with respect to the weights and biases. With
+  // sn_state, layer l uses weights[l] / sigma as spectral_norm_scale(weights[l],
+  // sn_state, sn_indices[l], sn_offsets[l], 0) does (csrc/mlp_critic.cpp).
   m.def(
       "mlp_critic_penalty(Tensor real, Tensor fake, Tensor x_hat, Tensor[] weights, "
-      "Tensor[] biases, float[] alphas, float center, bool one_sided) -> (Tensor, Tensor, Tensor)");
+      "Tensor[] biases, float[] alphas, float center, bool one_sided, Tensor? sn_state=None, "
+      "int[] sn_indices=[], int[] sn_offsets=[]) -> (Tensor, Tensor, Tensor)");
 
   // Fused bias and activation: gain * act(x + bias), the bias (C,) broadcast
   // along `dim`. act: linear, relu, lrelu, tanh, sigmoid, elu, selu,

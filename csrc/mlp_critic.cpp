@@ -20,6 +20,12 @@
 // walk back through the interpolates' forward pass, and one node instead of
 // hundreds. Real, fake and interpolate rows share each layer's matrix product.
 //
+// With a spectral-norm state (fastgan::spectral_norm_power_iteration of the
+// layers, in order), every layer uses W_l / sigma_l (spectral_norm_scale) and
+// its gradient goes back through spectral_norm_scale_backward, as autograd
+// would send it through torch's parametrization. With no interpolate rows
+// there is no penalty (0) and only the scores' backward runs.
+//
 // ATen ops throughout, so the kernel serves every device; first derivatives
 // only (create_graph through it is refused).
 
@@ -41,6 +47,7 @@
 #include <vector>
 
 #include "common/dtypes.h"
+#include "common/spectral_norm.h"
 
 namespace fastgan {
 namespace {
@@ -52,7 +59,9 @@ using torch::autograd::variable_list;
 
 void check_args(
     const at::Tensor& real, const at::Tensor& fake, const at::Tensor& x_hat,
-    at::TensorList weights, at::TensorList biases, c10::ArrayRef<double> alphas) {
+    at::TensorList weights, at::TensorList biases, c10::ArrayRef<double> alphas,
+    const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
+    c10::ArrayRef<int64_t> sn_offsets) {
   const int64_t layers = static_cast<int64_t>(weights.size());
   TORCH_CHECK(layers >= 1, kOp, ": `weights` is empty");
   TORCH_CHECK(
@@ -75,7 +84,16 @@ void check_args(
         t->scalar_type() == dtype && t->device() == device, kOp, ": `", name, "` is ",
         t->scalar_type(), " on ", t->device(), " but the weights are ", dtype, " on ", device);
   }
-  TORCH_CHECK(x_hat.size(0) >= 1, kOp, ": `x_hat` has no rows");
+  if (sn_state.has_value() && sn_state->defined()) {
+    TORCH_CHECK(
+        static_cast<int64_t>(sn_indices.size()) == layers &&
+            static_cast<int64_t>(sn_offsets.size()) == layers,
+        kOp, ": `sn_indices` and `sn_offsets` must have one entry per layer (", layers, "), got ",
+        sn_indices.size(), " and ", sn_offsets.size());
+    for (int64_t l = 0; l < layers; ++l) {
+      spectral_norm::check_scale(weights[l], *sn_state, sn_indices[l], sn_offsets[l], 0, kOp);
+    }
+  }
   int64_t in = weights[0].size(1);
   for (int64_t l = 0; l < layers; ++l) {
     const at::Tensor& w = weights[l];
@@ -115,10 +133,30 @@ at::Tensor call_penalty_backward(
   return op.call(grad_penalty, grads, norms, center, one_sided);
 }
 
+at::Tensor call_scale(const at::Tensor& weight, const at::Tensor& state, int64_t index, int64_t offset) {
+  static const auto op = c10::Dispatcher::singleton()
+                             .findSchemaOrThrow("fastgan::spectral_norm_scale", "")
+                             .typed<at::Tensor(
+                                 const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t)>();
+  return op.call(weight, state, index, offset, 0);
+}
+
+at::Tensor call_scale_backward(
+    const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& state, int64_t index,
+    int64_t offset) {
+  static const auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("fastgan::spectral_norm_scale_backward", "")
+          .typed<at::Tensor(
+              const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t)>();
+  return op.call(grad, weight, state, index, offset, 0);
+}
+
 // Everything the forward computes; the backward needs all but the outputs.
 struct Forward {
   at::Tensor scores_real, scores_fake, penalty;
   at::Tensor x;                   // [real; fake; x_hat], (N, d)
+  std::vector<at::Tensor> w;      // the weights used: W_l, or W_l / sigma_l
   std::vector<at::Tensor> a, h;   // pre-activations and activations of the hidden layers, (N, out_l)
   std::vector<at::Tensor> t;      // d score / d a_l at the interpolates, (H, out_l), l = 0 .. L-1
   at::Tensor grads, norms;        // grad_x D(x_hat) (H, d) and its row norms
@@ -127,36 +165,46 @@ struct Forward {
 Forward forward_pass(
     const at::Tensor& real, const at::Tensor& fake, const at::Tensor& x_hat,
     at::TensorList weights, at::TensorList biases, c10::ArrayRef<double> alphas, double center,
-    bool one_sided) {
-  check_args(real, fake, x_hat, weights, biases, alphas);
+    bool one_sided, const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
+    c10::ArrayRef<int64_t> sn_offsets) {
+  check_args(real, fake, x_hat, weights, biases, alphas, sn_state, sn_indices, sn_offsets);
   const int64_t layers = static_cast<int64_t>(weights.size());
   const int64_t n_real = real.size(0);
   const int64_t n_scored = n_real + fake.size(0);
   const int64_t n_hat = x_hat.size(0);
   Forward f;
+  const bool normalized = sn_state.has_value() && sn_state->defined();
+  for (int64_t l = 0; l < layers; ++l) {
+    f.w.push_back(
+        normalized ? call_scale(weights[l], *sn_state, sn_indices[l], sn_offsets[l]) : weights[l]);
+  }
+  const auto& w = f.w;
   f.x = at::cat({real, fake, x_hat});
   // Hidden layers over all rows; the last only over the scored (real, fake) ones.
   at::Tensor in = f.x;
   for (int64_t l = 0; l + 1 < layers; ++l) {
-    f.a.push_back(at::addmm(biases[l], in, weights[l].t()));
+    f.a.push_back(at::addmm(biases[l], in, w[l].t()));
     f.h.push_back(at::leaky_relu(f.a.back(), alphas[l]));
     in = f.h.back();
   }
   const at::Tensor scores =
-      at::addmm(biases[layers - 1], in.narrow(0, 0, n_scored), weights[layers - 1].t()).view({-1});
+      at::addmm(biases[layers - 1], in.narrow(0, 0, n_scored), w[layers - 1].t()).view({-1});
   // Separate tensors, not views of one: they leave the op as two outputs.
   f.scores_real = scores.narrow(0, 0, n_real).clone();
   f.scores_fake = scores.narrow(0, n_real, n_scored - n_real).clone();
+  if (n_hat == 0) {  // no penalty
+    f.penalty = at::zeros({}, weights[0].options());
+    return f;
+  }
   // The input gradient at the interpolates, from the score back.
   f.t.resize(layers);
   f.t[layers - 1] = at::ones({n_hat, 1}, weights[0].options());
   for (int64_t l = layers - 2; l >= 0; --l) {
-    const at::Tensor back = l == layers - 2
-        ? weights[l + 1].expand({n_hat, weights[l + 1].size(1)})
-        : at::mm(f.t[l + 1], weights[l + 1]);
+    const at::Tensor back = l == layers - 2 ? w[l + 1].expand({n_hat, w[l + 1].size(1)})
+                                            : at::mm(f.t[l + 1], w[l + 1]);
     f.t[l] = at::leaky_relu_backward(back, f.a[l].narrow(0, n_scored, n_hat), alphas[l], false);
   }
-  f.grads = at::mm(f.t[0], weights[0]);
+  f.grads = at::mm(f.t[0], w[0]);
   std::tie(f.penalty, f.norms) = call_penalty(f.grads, center, one_sided);
   return f;
 }
@@ -164,8 +212,11 @@ Forward forward_pass(
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_critic_penalty(
     const at::Tensor& real, const at::Tensor& fake, const at::Tensor& x_hat,
     at::TensorList weights, at::TensorList biases, c10::ArrayRef<double> alphas, double center,
-    bool one_sided) {
-  Forward f = forward_pass(real, fake, x_hat, weights, biases, alphas, center, one_sided);
+    bool one_sided, const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
+    c10::ArrayRef<int64_t> sn_offsets) {
+  Forward f = forward_pass(
+      real, fake, x_hat, weights, biases, alphas, center, one_sided, sn_state, sn_indices,
+      sn_offsets);
   return {f.scores_real, f.scores_fake, f.penalty};
 }
 
@@ -174,19 +225,36 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
   static variable_list forward(
       AutogradContext* ctx, const at::Tensor& real, const at::Tensor& fake,
       const at::Tensor& x_hat, at::TensorList weights, at::TensorList biases,
-      c10::ArrayRef<double> alphas, double center, bool one_sided) {
+      c10::ArrayRef<double> alphas, double center, bool one_sided,
+      const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
+      c10::ArrayRef<int64_t> sn_offsets) {
     ctx->set_materialize_grads(false);
     at::AutoDispatchBelowADInplaceOrView guard;
-    Forward f = forward_pass(real, fake, x_hat, weights, biases, alphas, center, one_sided);
+    Forward f = forward_pass(
+        real, fake, x_hat, weights, biases, alphas, center, one_sided, sn_state, sn_indices,
+        sn_offsets);
     const int64_t layers = static_cast<int64_t>(weights.size());
-    // Saved: x, weights, a, h, t, grads, norms (counts from `layers`).
+    const bool normalized = sn_state.has_value() && sn_state->defined();
+    const int64_t n_hat = x_hat.size(0);
+    if (n_hat == 0) {  // placeholders: the penalty's tensors are not needed
+      f.t.assign(layers, at::Tensor());
+    }
+    // Saved: x, the weights used, a, h, t, grads, norms, then (normalised) the
+    // original weights and the state; counts from `layers`.
     std::vector<at::Tensor> saved{f.x};
-    saved.insert(saved.end(), weights.begin(), weights.end());
+    saved.insert(saved.end(), f.w.begin(), f.w.end());
     saved.insert(saved.end(), f.a.begin(), f.a.end());
     saved.insert(saved.end(), f.h.begin(), f.h.end());
     saved.insert(saved.end(), f.t.begin(), f.t.end());
     saved.push_back(f.grads);
     saved.push_back(f.norms);
+    if (normalized) {
+      saved.insert(saved.end(), weights.begin(), weights.end());
+      saved.push_back(*sn_state);
+      ctx->saved_data["sn_indices"] = std::vector<int64_t>(sn_indices.begin(), sn_indices.end());
+      ctx->saved_data["sn_offsets"] = std::vector<int64_t>(sn_offsets.begin(), sn_offsets.end());
+    }
+    ctx->saved_data["normalized"] = normalized;
     ctx->save_for_backward(saved);
     ctx->saved_data["layers"] = layers;
     ctx->saved_data["n_real"] = real.size(0);
@@ -203,8 +271,9 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
         ": derivatives of order 2 are not implemented (the gradient penalty's own double "
         "backward is inside the op); call backward without create_graph");
     const int64_t layers = ctx->saved_data["layers"].toInt();
-    // Outputs: real, fake, x_hat, the weights, the biases, alphas, center, one_sided.
-    variable_list out(3 + 2 * layers + 3);
+    // Outputs: real, fake, x_hat, the weights, the biases, alphas, center,
+    // one_sided, sn_state, sn_indices, sn_offsets.
+    variable_list out(3 + 2 * layers + 6);
     const auto saved = ctx->get_saved_variables();
     size_t k = 0;
     const at::Tensor x = saved[k++];
@@ -218,6 +287,7 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
     k += layers;
     const at::Tensor grads = saved[k++];
     const at::Tensor norms = saved[k++];
+    const bool normalized = ctx->saved_data["normalized"].toBool();
     const int64_t n_real = ctx->saved_data["n_real"].toInt();
     const int64_t n_scored = n_real + ctx->saved_data["n_fake"].toInt();
     const int64_t n_hat = x.size(0) - n_scored;
@@ -247,7 +317,7 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
     }
     // The penalty's part.
     const at::Tensor& g_penalty = grad_outputs[2];
-    if (g_penalty.defined()) {
+    if (g_penalty.defined() && n_hat > 0) {
       const at::Tensor q = call_penalty_backward(g_penalty, grads, norms, center, one_sided);
       const auto accumulate = [&](int64_t l, const at::Tensor& lhs, const at::Tensor& rhs) {
         // dw[l] += lhs^T rhs
@@ -277,6 +347,18 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
         }
       }
     }
+    if (normalized) {
+      // d/dW of W / sigma(W), as torch's parametrization differentiates it.
+      const std::vector<at::Tensor> original(saved.begin() + k, saved.begin() + k + layers);
+      const at::Tensor& state = saved[k + layers];
+      const auto indices = ctx->saved_data["sn_indices"].toIntVector();
+      const auto offsets = ctx->saved_data["sn_offsets"].toIntVector();
+      for (int64_t l = 0; l < layers; ++l) {
+        if (dw[l].defined() && ctx->needs_input_grad(3 + l)) {
+          dw[l] = call_scale_backward(dw[l], original[l], state, indices[l], offsets[l]);
+        }
+      }
+    }
     for (int64_t l = 0; l < layers; ++l) {
       if (ctx->needs_input_grad(3 + l)) {
         out[3 + l] = dw[l];
@@ -292,13 +374,15 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
 std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_critic_penalty_autograd(
     const at::Tensor& real, const at::Tensor& fake, const at::Tensor& x_hat,
     at::TensorList weights, at::TensorList biases, c10::ArrayRef<double> alphas, double center,
-    bool one_sided) {
+    bool one_sided, const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
+    c10::ArrayRef<int64_t> sn_offsets) {
   TORCH_CHECK(
       !real.requires_grad() && !fake.requires_grad() && !x_hat.requires_grad(), kOp,
       ": gradients with respect to `real`, `fake` or `x_hat` are not implemented; pass "
       "detached inputs");
-  const variable_list out =
-      MlpCriticPenaltyFunction::apply(real, fake, x_hat, weights, biases, alphas, center, one_sided);
+  const variable_list out = MlpCriticPenaltyFunction::apply(
+      real, fake, x_hat, weights, biases, alphas, center, one_sided, sn_state, sn_indices,
+      sn_offsets);
   return {out[0], out[1], out[2]};
 }
 

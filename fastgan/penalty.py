@@ -314,24 +314,52 @@ def _arrangement(critic: object, arrangement: str, device: torch.device, backend
 class MlpLayers(NamedTuple):
     """What :func:`mlp_critic_penalty` needs of an MLP critic (see :func:`mlp_critic_layers`)."""
 
-    weights: list[torch.Tensor]
+    weights: list[torch.Tensor]  #: the Linear weights (the unnormalised ones under spectral norm)
     biases: list[torch.Tensor]
     alphas: list[float]  #: the leaky-relu slope after each hidden layer
     flat: bool  #: scores (N,) (a final :class:`fastgan.nn.Flat`) rather than (N, 1)
+    group: object = None  #: the :class:`~fastgan.nn.spectral_norm.SpectralNormGroup` normalising every layer, or None
+    norms: tuple = ()  #: each layer's SpectralNorm parametrization (with ``group``)
+
+
+def _spectral_norm_group(critic: torch.nn.Module):
+    """The SpectralNormGroup whose hooks are the only ones on ``critic``; None without hooks; False otherwise."""
+    from fastgan.nn.spectral_norm import SpectralNormGroup
+
+    pre, post = list(critic._forward_pre_hooks.values()), list(critic._forward_hooks.values())
+    if not pre and not post:
+        return None
+    if len(pre) != 1 or len(post) != 1:
+        return False
+    group = getattr(pre[0], "__self__", None)
+    if (
+        not isinstance(group, SpectralNormGroup)
+        or getattr(pre[0], "__func__", None) is not SpectralNormGroup.before_forward
+        or getattr(post[0], "__self__", None) is not group
+        or getattr(post[0], "__func__", None) is not SpectralNormGroup.after_forward
+    ):
+        return False
+    return group
 
 
 def mlp_critic_layers(critic: object) -> MlpLayers | None:
     """The layers of ``critic`` when it is an MLP that :func:`mlp_critic_penalty` evaluates, else None.
 
-    Eligible: an ``nn.Sequential`` of ``Linear`` layers (with biases, not
-    parametrized) alternating with ``LeakyReLU`` / ``ReLU`` / ``Identity``
-    modules or fastgan's :class:`~fastgan.nn.BiasAct` with those activations
-    (no bias, gain 1), the last ``Linear`` with one output, optionally
-    followed by :class:`~fastgan.nn.Flat`; no hooks on any of them.
+    Eligible: an ``nn.Sequential`` of ``Linear`` layers (with biases)
+    alternating with ``LeakyReLU`` / ``ReLU`` / ``Identity`` modules or
+    fastgan's :class:`~fastgan.nn.BiasAct` with those activations (no bias,
+    gain 1), the last ``Linear`` with one output, optionally followed by
+    :class:`~fastgan.nn.Flat`; no hooks on any of them, except
+    :func:`fastgan.nn.spectral_norm_all`'s when it normalises every ``Linear``
+    (and nothing else).
     """
     from fastgan.nn.modules import BiasAct, Flat
+    from fastgan.nn.spectral_norm import SpectralNorm
 
-    if type(critic) is not torch.nn.Sequential or critic._forward_hooks or critic._forward_pre_hooks:
+    if type(critic) is not torch.nn.Sequential:
+        return None
+    group = _spectral_norm_group(critic)
+    if group is False:
         return None
     children = list(critic)
     flat = bool(children) and type(children[-1]) is Flat
@@ -339,14 +367,27 @@ def mlp_critic_layers(critic: object) -> MlpLayers | None:
         children = children[:-1]
     if len(children) % 2 == 0:
         return None
-    weights, biases, alphas = [], [], []
+    weights, biases, alphas, norms = [], [], [], []
     for i, m in enumerate(children):
         if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
             return None
         if i % 2 == 0:
-            if type(m) is not torch.nn.Linear or m.bias is None or hasattr(m, "parametrizations"):
+            if not isinstance(m, torch.nn.Linear) or type(m).forward is not torch.nn.Linear.forward or m.bias is None:
                 return None
-            weights.append(m.weight)
+            plists = m._modules.get("parametrizations")
+            if (plists is None) != (group is None):
+                return None
+            if plists is None:
+                weights.append(m.weight)
+            else:
+                plist = plists._modules.get("weight")
+                if len(plists) != 1 or plist is None or len(plist) != 1 or plist not in group.lists:
+                    return None
+                sn = plist._modules["0"]
+                if not isinstance(sn, SpectralNorm) or sn.dim != 0:
+                    return None
+                weights.append(plist._parameters["original"])
+                norms.append(sn)
             biases.append(m.bias)
             continue
         if type(m) is torch.nn.LeakyReLU:
@@ -359,16 +400,16 @@ def mlp_critic_layers(critic: object) -> MlpLayers | None:
             alphas.append({"lrelu": float(m.alpha), "relu": 0.0, "linear": 1.0}[m.act])
         else:
             return None
-    if weights[-1].shape[0] != 1:
+    if weights[-1].shape[0] != 1 or (group is not None and len(norms) != len(group.lists)):
         return None
-    return MlpLayers(weights, biases, alphas, flat)
+    return MlpLayers(weights, biases, alphas, flat, group, tuple(norms))
 
 
 def mlp_critic_penalty(
     critic: torch.nn.Module | MlpLayers,
     real: torch.Tensor,
     fake: torch.Tensor,
-    x_hat: torch.Tensor,
+    x_hat: torch.Tensor | None = None,
     *,
     center: float = 1.0,
     one_sided: bool = False,
@@ -377,8 +418,7 @@ def mlp_critic_penalty(
 
     For an MLP critic (:func:`mlp_critic_layers`) with piecewise-linear
     activations, returns :math:`D(x_{real})`, :math:`D(x_{fake})` and
-    :math:`P = rac1H \sum_i \phi(\|
-abla_x D(\hat x_i)\|_2)`,
+    :math:`P = \frac1H \sum_i \phi(\|\nabla_x D(\hat x_i)\|_2)`,
     :math:`\phi(n) = (n - c)^2` (or :math:`\max(0, n - c)^2` when
     ``one_sided``), equal to what ``critic`` and :func:`gradient_penalty`
     give, with gradients with respect to the critic's parameters
@@ -387,12 +427,15 @@ abla_x D(\hat x_i)\|_2)`,
     function of the weights along a fixed path; the op computes it and the
     parameters' gradients of the penalty directly, in one autograd node,
     sharing each layer's matrix product between the real, fake and
-    interpolate rows (``fastgan::mlp_critic_penalty``).
+    interpolate rows (``fastgan::mlp_critic_penalty``). Under
+    :func:`fastgan.nn.spectral_norm_all` the group's power iteration runs
+    once, as in one forward of ``critic``, and the op uses every W / sigma.
 
     Args:
         critic: the MLP (or its :class:`MlpLayers`).
         real, fake: ``(R, d)`` and ``(F, d)`` samples to score (detached).
-        x_hat: ``(H, d)``, H >= 1, the points of the penalty (detached).
+        x_hat: ``(H, d)``, the points of the penalty (detached); None or no
+            rows: no penalty (returned as 0), scores only.
         center, one_sided: as in :func:`penalty_from_gradients`.
 
     Returns:
@@ -410,9 +453,26 @@ abla_x D(\hat x_i)\|_2)`,
             "with one output (see fastgan.mlp_critic_layers)"
         )
     _library.require_kernel("mlp_critic_penalty", real.device)
-    d_real, d_fake, penalty = torch.ops.fastgan.mlp_critic_penalty.default(
-        real, fake, x_hat, layers.weights, layers.biases, layers.alphas, float(center), bool(one_sided)
-    )
+    if x_hat is None:
+        x_hat = real.new_empty((0, real.shape[-1]))
+    op = torch.ops.fastgan.mlp_critic_penalty.default
+    args = (real, fake, x_hat, layers.weights, layers.biases, layers.alphas, float(center), bool(one_sided))
+    if layers.group is None:
+        d_real, d_fake, penalty = op(*args)
+    else:
+        group = layers.group
+        group.before_forward(None, ())
+        try:
+            states = [sn._group_state for sn in layers.norms]
+            state = states[0][0]
+            if any(s[0] is not state for s in states):
+                raise RuntimeError(
+                    "mlp_critic_penalty: the critic's spectral-norm layers iterate with different "
+                    "settings (n_power_iterations, eps or train/eval); call the critic instead"
+                )
+            d_real, d_fake, penalty = op(*args, state, [s[1] for s in states], [s[2] for s in states])
+        finally:
+            group.after_forward(None, (), None)
     if not layers.flat:
         d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
     return d_real, d_fake, penalty
@@ -566,7 +626,9 @@ if _library.LOADED:
         return grads.new_empty((), dtype=dtype), grads.new_empty((grads.shape[0],), dtype=dtype)
 
     @torch.library.register_fake("fastgan::mlp_critic_penalty")
-    def _mlp_critic_penalty_fake(real, fake, x_hat, weights, biases, alphas, center, one_sided):
+    def _mlp_critic_penalty_fake(
+        real, fake, x_hat, weights, biases, alphas, center, one_sided, sn_state=None, sn_indices=(), sn_offsets=()
+    ):
         return real.new_empty((real.shape[0],)), fake.new_empty((fake.shape[0],)), real.new_empty(())
 
     @torch.library.register_fake("fastgan::penalty_from_gradients_backward")

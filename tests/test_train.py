@@ -96,15 +96,17 @@ def test_wgan_clips_after_each_critic_step():
     assert any(bool((p.abs() == 0.01).any()) for p in trainer.D.parameters())
 
 
-def test_reference_backend_runs_the_same_loop():
-    fast = Trainer(_tiny("wgan-gp", steps=3))
-    ref = Trainer(_tiny("wgan-gp", steps=3, backend="reference"))
+@pytest.mark.parametrize("algo", ["wgan-gp", "sngan", "wgan", "gan"])
+def test_reference_backend_runs_the_same_loop(algo):
+    # float64: in float32, Adam turns rounding noise in near-zero gradients into whole steps.
+    fast = Trainer(_tiny(algo, steps=3, dtype="float64"))
+    ref = Trainer(_tiny(algo, steps=3, backend="reference", dtype="float64"))
     assert fast._mlp_critic is not None and ref._mlp_critic is None  # fastgan.mlp_critic_penalty vs autograd
     fast.fit(progress=False)
     ref.fit(progress=False)
     a, b = _params(fast), _params(ref)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+        torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-9, msg=k)
 
 
 @pytest.mark.parametrize("algo", ["wgan-gp", "sngan", "wgan"])

@@ -149,9 +149,10 @@ class Trainer:
             self.D_train: nn.Module = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
         else:
             self.G_train, self.D_train = self.G, self.D
-        # An MLP critic's WGAN-GP evaluation as one fused op (fastgan.mlp_critic_penalty).
+        # An MLP critic's evaluation in the critic step (scores, and the penalty under
+        # WGAN-GP) as one fused op: fastgan.mlp_critic_penalty.
         self._mlp_critic = None
-        if cfg.backend == "auto" and cfg.gp_weight > 0 and not self.distributed and not cfg.bf16:
+        if cfg.backend == "auto" and not self.distributed and not cfg.bf16:
             self._mlp_critic = mlp_critic_layers(self.D)
         self.opt_D = self._optimizer(self.D.parameters(), cfg.lr)
         self.opt_G = self._optimizer(self.G.parameters(), cfg.lr_g or cfg.lr)
@@ -235,6 +236,8 @@ class Trainer:
                 penalty = cfg.gp_weight * penalty
             else:
                 d_real, d_fake, penalty = self._penalized_scores(real, fake, x_hat.requires_grad_(True))
+        elif self._mlp_critic is not None:
+            d_real, d_fake, _ = mlp_critic_penalty(self._mlp_critic, real, fake)
         else:
             with self._autocast():
                 if _has_batchnorm(self.D) and not self.distributed:

@@ -21,7 +21,13 @@ for :math:`G = \partial L/\partial\bar W`, one fused pass.
 buffers, state_dict keys and numbers). :func:`spectral_norm_all` does so for
 every eligible layer of a model and runs the power iteration of all of them
 in one op per forward of the model: each layer then divides by its sigma
-from that op.
+from that op. A group's ``nn.Linear`` layers (normalised along dim 0) go
+further and never form :math:`\bar W`: they compute
+:math:`y = (x W^\top)/\sigma + b` in one op, whose weight gradient is the
+plain one divided by :math:`\sigma` plus the rank-one term
+:math:`-(\langle \partial L/\partial x, x\rangle/\sigma)\,u v^\top`
+(since :math:`\langle G, W\rangle/\sigma^2 = \langle \partial L/\partial x, x\rangle/\sigma`),
+added in place.
 """
 
 from __future__ import annotations

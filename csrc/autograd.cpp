@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "common/bias_act.h"
+#include "common/op_calls.h"
 #include "common/spectral_norm.h"
 
 namespace fastgan {
@@ -208,28 +209,6 @@ at::Tensor bias_act_grad_autograd(
     const at::Tensor& grad, const at::Tensor& x, const std::optional<at::Tensor>& bias,
     c10::string_view act, double alpha, double gain, int64_t dim, int64_t order) {
   return BiasActGradFunction::apply(grad, x, bias, act, alpha, gain, dim, order);
-}
-
-at::Tensor call_spectral_norm_scale(
-    const at::Tensor& weight, const at::Tensor& state, int64_t index, int64_t offset,
-    int64_t dim) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fastgan::spectral_norm_scale", "")
-                             .typed<at::Tensor(
-                                 const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t)>();
-  return op.call(weight, state, index, offset, dim);
-}
-
-at::Tensor call_spectral_norm_scale_backward(
-    const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& state, int64_t index,
-    int64_t offset, int64_t dim) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastgan::spectral_norm_scale_backward", "")
-          .typed<at::Tensor(
-              const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
-              int64_t)>();
-  return op.call(grad, weight, state, index, offset, dim);
 }
 
 // u v^T laid out as the weight: U[a, h, b] = u[h] v[a * B + b].

@@ -47,6 +47,7 @@
 #include <vector>
 
 #include "common/dtypes.h"
+#include "common/op_calls.h"
 #include "common/spectral_norm.h"
 
 namespace fastgan {
@@ -133,25 +134,6 @@ at::Tensor call_penalty_backward(
   return op.call(grad_penalty, grads, norms, center, one_sided);
 }
 
-at::Tensor call_scale(const at::Tensor& weight, const at::Tensor& state, int64_t index, int64_t offset) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("fastgan::spectral_norm_scale", "")
-                             .typed<at::Tensor(
-                                 const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t)>();
-  return op.call(weight, state, index, offset, 0);
-}
-
-at::Tensor call_scale_backward(
-    const at::Tensor& grad, const at::Tensor& weight, const at::Tensor& state, int64_t index,
-    int64_t offset) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("fastgan::spectral_norm_scale_backward", "")
-          .typed<at::Tensor(
-              const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t)>();
-  return op.call(grad, weight, state, index, offset, 0);
-}
-
 // Everything the forward computes; the backward needs all but the outputs.
 struct Forward {
   at::Tensor scores_real, scores_fake, penalty;
@@ -176,7 +158,9 @@ Forward forward_pass(
   const bool normalized = sn_state.has_value() && sn_state->defined();
   for (int64_t l = 0; l < layers; ++l) {
     f.w.push_back(
-        normalized ? call_scale(weights[l], *sn_state, sn_indices[l], sn_offsets[l]) : weights[l]);
+        normalized
+            ? call_spectral_norm_scale(weights[l], *sn_state, sn_indices[l], sn_offsets[l], 0)
+            : weights[l]);
   }
   const auto& w = f.w;
   f.x = at::cat({real, fake, x_hat});
@@ -355,7 +339,8 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
       const auto offsets = ctx->saved_data["sn_offsets"].toIntVector();
       for (int64_t l = 0; l < layers; ++l) {
         if (dw[l].defined() && ctx->needs_input_grad(3 + l)) {
-          dw[l] = call_scale_backward(dw[l], original[l], state, indices[l], offsets[l]);
+          dw[l] = call_spectral_norm_scale_backward(
+              dw[l], original[l], state, indices[l], offsets[l], 0);
         }
       }
     }

@@ -354,7 +354,7 @@ def mlp_critic_layers(critic: object) -> MlpLayers | None:
     (and nothing else).
     """
     from fastgan.nn.modules import BiasAct, Flat
-    from fastgan.nn.spectral_norm import SpectralNorm
+    from fastgan.nn.spectral_norm import SpectralNorm, _normalized_linear
 
     if type(critic) is not torch.nn.Sequential:
         return None
@@ -373,6 +373,9 @@ def mlp_critic_layers(critic: object) -> MlpLayers | None:
             return None
         if i % 2 == 0:
             if not isinstance(m, torch.nn.Linear) or type(m).forward is not torch.nn.Linear.forward or m.bias is None:
+                return None
+            own_forward = m.__dict__.get("forward")  # set on the instance: only spectral_norm_all's
+            if own_forward is not None and getattr(own_forward, "func", None) is not _normalized_linear:
                 return None
             plists = m._modules.get("parametrizations")
             if (plists is None) != (group is None):

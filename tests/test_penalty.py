@@ -469,6 +469,9 @@ def test_mlp_critic_layers_recognises_only_what_the_op_computes():
     hooked = piecewise_linear_mlp(1, "relu", flat=True)
     hooked[0].register_forward_hook(lambda *args: None)
     assert fastgan.mlp_critic_layers(hooked) is None
+    own_forward = piecewise_linear_mlp(1, "relu", flat=True)
+    own_forward[0].forward = lambda x: x
+    assert fastgan.mlp_critic_layers(own_forward) is None
     grouped = fastgan.nn.spectral_norm_all(piecewise_linear_mlp(2, "lrelu", flat=True))
     layers = fastgan.mlp_critic_layers(grouped)
     assert layers is not None and layers.group is not None and len(layers.norms) == 3

@@ -285,11 +285,19 @@ def _couples_samples(critic: object) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in critic.modules())
 
 
-def _arrangement(critic: object, arrangement: str, device: torch.device, backend: str = "auto") -> str:
+_UNSET = object()
+
+
+def _arrangement(
+    critic: object, arrangement: str, device: torch.device, backend: str = "auto", mlp: object = _UNSET
+) -> str:
+    """The arrangement to use; ``mlp``: ``mlp_critic_layers(critic)`` when the caller has it."""
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
+    if mlp is _UNSET:
+        mlp = mlp_critic_layers(critic) if backend != "reference" and arrangement in ("auto", "fused") else None
     if arrangement == "fused":
-        if backend == "reference" or mlp_critic_layers(critic) is None:
+        if backend == "reference" or mlp is None:
             raise ValueError(
                 "arrangement='fused' needs an MLP critic (see fastgan.mlp_critic_layers) and "
                 "fastgan's kernels (backend='auto')"
@@ -299,7 +307,7 @@ def _arrangement(critic: object, arrangement: str, device: torch.device, backend
     if arrangement == "auto":
         if coupled:
             return "separate"
-        if backend != "reference" and device.type == "cpu" and mlp_critic_layers(critic) is not None:
+        if backend != "reference" and device.type == "cpu" and mlp is not None:
             return "fused"
         convolves = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in critic.modules())
         return AUTO_ARRANGEMENT.get((device.type, convolves), "separate")
@@ -546,47 +554,44 @@ def wgan_gp_critic_loss(
     real = _check_sample_tensor(real, "real").detach()
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)
-    arrangement = _arrangement(critic, arrangement, real.device, backend)
+    mlp = mlp_critic_layers(critic) if backend != "reference" and arrangement in ("auto", "fused") else None
+    arrangement = _arrangement(critic, arrangement, real.device, backend, mlp)
     with_penalty = weight > 0 and step % penalty_every == 0
     batch = real.shape[0]
-    if arrangement == "fused" and not with_penalty:
-        arrangement = "pair"
     with torch.enable_grad():
         x_hat = None
         if with_penalty:
             x_hat = penalty_points(real, fake, mode="interpolate", generator=generator, backend=backend)
+        d_hat = None
         if arrangement == "fused":
-            d_real, d_fake, penalty = mlp_critic_penalty(
-                critic, real, fake, x_hat.detach(), center=center, one_sided=one_sided
+            # Scores and (with x_hat) the unweighted penalty in one op.
+            d_real, d_fake, fused_penalty = mlp_critic_penalty(
+                mlp, real, fake, None if x_hat is None else x_hat.detach(), center=center, one_sided=one_sided
             )
-            penalty = (weight * penalty_every) * penalty
-            wasserstein = d_real.mean() - d_fake.mean()
+        elif arrangement == "joint" and x_hat is not None:
+            scores = critic(torch.cat([real, fake, x_hat]))
+            _check_scores(scores, 3 * batch)
+            d_real, d_fake, d_hat = scores[:batch], scores[batch : 2 * batch], scores[2 * batch :]
+        elif arrangement == "separate":
+            d_real, d_fake = critic(real), critic(fake)
+            _check_scores(d_real, batch)
+            _check_scores(d_fake, batch)
+        else:
+            scores = critic(torch.cat([real, fake]))
+            _check_scores(scores, 2 * batch)
+            d_real, d_fake = scores[:batch], scores[batch:]
+        wasserstein = d_real.mean() - d_fake.mean()
+        if with_penalty:
+            if arrangement == "fused":
+                unweighted = fused_penalty
+            else:
+                grads = _critic_gradients(critic, x_hat, d_hat)
+                unweighted = penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
+            penalty = (weight * penalty_every) * unweighted
             loss = penalty - wasserstein.to(penalty.dtype)
         else:
-            if arrangement == "joint" and x_hat is not None:
-                scores = critic(torch.cat([real, fake, x_hat]))
-                _check_scores(scores, 3 * batch)
-                d_real, d_fake, d_hat = scores[:batch], scores[batch : 2 * batch], scores[2 * batch :]
-            else:
-                if arrangement == "separate":
-                    d_real, d_fake = critic(real), critic(fake)
-                    _check_scores(d_real, batch)
-                    _check_scores(d_fake, batch)
-                else:
-                    scores = critic(torch.cat([real, fake]))
-                    _check_scores(scores, 2 * batch)
-                    d_real, d_fake = scores[:batch], scores[batch:]
-                d_hat = None
-            wasserstein = d_real.mean() - d_fake.mean()
-            if with_penalty:
-                grads = _critic_gradients(critic, x_hat, d_hat)
-                penalty = (weight * penalty_every) * penalty_from_gradients(
-                    grads, center=center, one_sided=one_sided, backend=backend
-                )
-                loss = penalty - wasserstein.to(penalty.dtype)
-            else:
-                penalty = torch.zeros((), dtype=wasserstein.dtype, device=wasserstein.device)
-                loss = -wasserstein
+            penalty = torch.zeros((), dtype=wasserstein.dtype, device=wasserstein.device)
+            loss = -wasserstein
     if return_parts:
         return CriticLoss(loss, wasserstein.detach(), penalty.detach())
     return loss

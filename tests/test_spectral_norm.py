@@ -202,7 +202,8 @@ def test_parametrization_init_matches_torch():
 @pytest.mark.parametrize("n_iter", [0, 1, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_power_iteration_matches_reference(dim, n_iter, dtype, generator):
-    shapes = [(5, 4, 3), (2, 7, 1), (1, 1, 1), (40, 300, 3)]
+    # (3, 27, 40) at dim 1: rows split in three segments of 40, more than a block of 8 rows.
+    shapes = [(5, 4, 3), (2, 7, 1), (1, 1, 1), (40, 300, 3), (3, 27, 40)]
     weights = [torch.randn(s, generator=generator, dtype=torch.float64).to(dtype) for s in shapes]
     # A non-contiguous weight, and a non-contiguous u.
     weights[0] = weights[0].transpose(0, 2).contiguous().transpose(0, 2)
@@ -234,6 +235,29 @@ def test_power_iteration_matches_reference(dim, n_iter, dtype, generator):
     for u, v, u_ref, v_ref in zip(us, vs, us_ref, vs_ref):
         torch.testing.assert_close(u.double(), u_ref, **tol)
         torch.testing.assert_close(v.double(), v_ref, **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_power_iteration_does_not_depend_on_the_thread_count(dtype, generator):
+    # Large enough that the sweep is split into many chunks of rows, whose
+    # partial sums are added in a fixed order whatever the threads.
+    shapes = [(300, 700), (64, 32, 3, 3), (1, 5000), (700, 3)]
+    weights = [torch.randn(s, generator=generator, dtype=torch.float64).to(dtype) for s in shapes]
+    us = [torch.randn(w.shape[0], generator=generator, dtype=torch.float64).to(dtype) for w in weights]
+    vs = [torch.randn(w[0].numel(), generator=generator, dtype=torch.float64).to(dtype) for w in weights]
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            u, v = [x.clone() for x in us], [x.clone() for x in vs]
+            state = power_iteration(weights, u, v, [0] * len(weights), 2, 1e-12)
+            results.append((state, u, v))
+    finally:
+        torch.set_num_threads(threads)
+    for state, u, v in results[1:]:
+        assert torch.equal(state, results[0][0])
+        assert all(torch.equal(a, b) for a, b in zip(u + v, results[0][1] + results[0][2]))
 
 
 def test_empty_and_zero_weights():

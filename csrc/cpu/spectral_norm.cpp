@@ -1,17 +1,18 @@
 // fastgan::spectral_norm_* on the CPU.
 //
-// Power iteration: two work lists (all layers together) are swept in
-// parallel once per iteration each: u_raw = W v over chunks of rows of about
-// kGrain elements (a dot product per row), then v_raw = W^T u over chunks of
-// rows of about a 32nd of the model (kGrain to kTransposeGrain elements),
-// each adding u_h * row_h into its own partial vector; the partials are
-// summed in a fixed order, so the result does not depend on the thread
-// count. The larger chunks keep the partials (K values each) few next to
-// the weights. Between the sweeps, u and v are normalised per layer.
-// sigma = u^T W v needs no third sweep: with v = v_raw / max(|v_raw|, eps)
-// and v_raw = W^T u it is v_raw . v. Sums accumulate in float64; u and v are rounded to the
-// weight's dtype as soon as they are formed, as a per-layer computation in
-// that dtype would round them.
+// Power iteration: one sweep per iteration over a work list of chunks of
+// rows of every layer (about a 32nd of the model each, kGrain to
+// kTransposeGrain elements), in parallel. A chunk reads each of its rows
+// once: the row's dot product with v (u_raw = W v), then the row, still in
+// cache, added into the chunk's own K-vector weighted by that dot product
+// (W^T W v). The partials are summed in a fixed order, so the result does
+// not depend on the thread count; the larger chunks keep them (K values
+// each) few next to the weights. Then per layer u = W v / max(|W v|, eps),
+// v_raw = W^T u = (W^T W v) / max(|W v|, eps), v = v_raw / max(|v_raw|, eps),
+// and sigma = u^T W v = v_raw . v. Sums accumulate in float64; u and v are
+// rounded to the weight's dtype as soon as they are formed, as a per-layer
+// computation in that dtype would round them. Evaluation (no iteration)
+// sweeps W v alone, over chunks of about kGrain elements.
 //
 // Normalisation W / sigma: one read and one write. Its backward,
 // grad / sigma - (<grad, W> / sigma^2) u v^T: one read of grad and W for
@@ -245,56 +246,84 @@ void rows_times_v(const Layer& l, int64_t r0, int64_t r1) {
   }
 }
 
-// Rows [r0, r1) of W_mat, weighted by u_used, summed into `partial` (K).
+// One power-iteration step over rows [r0, r1) of W_mat, reading each row
+// once: u_raw[h] = <row_h, v>, then row_h, still in cache, is added into
+// `partial` (K) with weight u_raw[h]. Summed over all rows of a layer,
+// partial = W^T (W v) = |W v| W^T u for u = W v / |W v|, so v_raw = W^T u
+// is the sum divided by max(|W v|, eps) and W is read once per iteration,
+// not twice.
 template <typename T>
-void rows_transposed_times_u(const Layer& l, int64_t r0, int64_t r1, double* partial) {
+void rows_power_step(const Layer& l, int64_t r0, int64_t r1, double* partial) {
   const T* w = l.weight.const_data_ptr<T>();
   const MatrixShape& s = l.shape;
+  const auto row = [&](int64_t a, int64_t h) { return w + (a * s.h + h) * s.b; };
   if (s.b < kNarrowRow || !std::is_same_v<T, float>) {
     std::fill(partial, partial + s.cols(), 0.0);
-  }
-  if (s.b < kNarrowRow) {
-    for (int64_t a = 0; a < s.a; ++a) {
-      double* out = partial + a * s.b;
-      for (int64_t h = r0; h < r1; ++h) {
-        const T* row = w + (a * s.h + h) * s.b;
-        const double uh = l.u_used[h];
-        for (int64_t k = 0; k < s.b; ++k) out[k] += uh * static_cast<double>(row[k]);
+    for (int64_t h = r0; h < r1; ++h) {
+      double d = 0;
+      for (int64_t a = 0; a < s.a; ++a) {
+        const double* v = l.v_used + a * s.b;
+        if (s.b < kNarrowRow) {
+          for (int64_t k = 0; k < s.b; ++k) d += static_cast<double>(row(a, h)[k]) * v[k];
+        } else {
+          d += dot(row(a, h), v, s.b);
+        }
+      }
+      l.u_raw[h] = d;
+      for (int64_t a = 0; a < s.a; ++a) {
+        double* out = partial + a * s.b;
+        if (s.b < kNarrowRow) {
+          for (int64_t k = 0; k < s.b; ++k) out[k] += d * static_cast<double>(row(a, h)[k]);
+        } else {
+          axpy(d, row(a, h), out, s.b);
+        }
       }
     }
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    // Float sums over kFloatRows rows (eight floats per AVX2 instruction),
-    // widened into the float64 partial once per block of rows; the first
-    // block of each slice sets the partial.
+    // Blocks of kAxpyRows rows: their dot products (kRowBlock rows per load
+    // of v), then the same rows, now in L1/L2, summed in float with the dot
+    // products rounded to float as weights (eight floats per AVX2
+    // instruction), widened into the float64 partial once per kFloatRows
+    // rows; the first block of rows sets the partial.
+    static_assert(kAxpyRows % kRowBlock == 0);
     thread_local std::vector<float> acc;
-    acc.resize(s.b);
-    const float* u = l.u.const_data_ptr<float>();
-    for (int64_t a = 0; a < s.a; ++a) {
-      for (int64_t h0 = r0; h0 < r1; h0 += kFloatRows) {
-        std::fill(acc.begin(), acc.end(), 0.0f);
-        const int64_t h1 = std::min(r1, h0 + kFloatRows);
-        int64_t h = h0;
-        for (; h + kAxpyRows <= h1; h += kAxpyRows) {
-          axpy_rows_f32(u + h, w + (a * s.h + h) * s.b, s.b, acc.data(), s.b);
+    acc.resize(s.cols());
+    const float* v = l.v.const_data_ptr<float>();
+    for (int64_t h0 = r0; h0 < r1; h0 += kFloatRows) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      const int64_t h1 = std::min(r1, h0 + kFloatRows);
+      int64_t h = h0;
+      for (; h + kAxpyRows <= h1; h += kAxpyRows) {
+        double d[kAxpyRows] = {};
+        for (int64_t a = 0; a < s.a; ++a) {
+          for (int64_t q = 0; q < kAxpyRows; q += kRowBlock) {
+            double part[kRowBlock];
+            dot_rows_f32(row(a, h + q), s.b, v + a * s.b, s.b, part);
+            for (int64_t r = 0; r < kRowBlock; ++r) d[q + r] += part[r];
+          }
         }
-        for (; h < h1; ++h) {
-          axpy_f32(u[h], w + (a * s.h + h) * s.b, acc.data(), s.b);
+        float c[kAxpyRows];
+        for (int64_t r = 0; r < kAxpyRows; ++r) {
+          l.u_raw[h + r] = d[r];
+          c[r] = static_cast<float>(d[r]);
         }
-        double* out = partial + a * s.b;
-        if (h0 == r0) {
-          std::copy(acc.begin(), acc.end(), out);
-        } else {
-          for (int64_t j = 0; j < s.b; ++j) out[j] += acc[j];
+        for (int64_t a = 0; a < s.a; ++a) {
+          axpy_rows_f32(c, row(a, h), s.b, acc.data() + a * s.b, s.b);
         }
       }
-    }
-    return;
-  }
-  for (int64_t a = 0; a < s.a; ++a) {
-    for (int64_t h = r0; h < r1; ++h) {
-      axpy(l.u_used[h], w + (a * s.h + h) * s.b, partial + a * s.b, s.b);
+      for (; h < h1; ++h) {
+        double d = 0;
+        for (int64_t a = 0; a < s.a; ++a) d += dot_f32(row(a, h), v + a * s.b, s.b);
+        l.u_raw[h] = d;
+        for (int64_t a = 0; a < s.a; ++a) axpy_f32(static_cast<float>(d), row(a, h), acc.data() + a * s.b, s.b);
+      }
+      if (h0 == r0) {
+        std::copy(acc.begin(), acc.end(), partial);
+      } else {
+        for (int64_t j = 0; j < s.cols(); ++j) partial[j] += acc[j];
+      }
     }
   }
 }
@@ -303,18 +332,22 @@ FASTGAN_CPU_CLONES double dot_f64(const double* x, const double* y, int64_t n) {
   return dot_generic<double, double, double>(x, y, n);
 }
 
+struct Normalized {
+  double denom;  // max(|x_raw|, eps)
+  double dot;    // sum(x_raw * used): sigma, when x_raw = W^T u
+};
+
 // x_raw / max(|x_raw|, eps), rounded to T, stored in `out` and widened into
-// `used`; returns sum(x_raw * used) (sigma, when x_raw = W^T u). Both sums
-// run in independent lanes (vectorised, in a fixed order).
+// `used`. Both sums run in independent lanes (vectorised, in a fixed order).
 template <typename T>
-double normalize_into(const double* raw, int64_t n, double eps, T* out, double* used) {
+Normalized normalize_into(const double* raw, int64_t n, double eps, T* out, double* used) {
   const double denom = std::max(std::sqrt(dot_f64(raw, raw, n)), eps);
   for (int64_t i = 0; i < n; ++i) {
     const T rounded = static_cast<T>(raw[i] / denom);
     out[i] = rounded;
     used[i] = static_cast<double>(rounded);
   }
-  return dot_f64(raw, used, n);
+  return {denom, dot_f64(raw, used, n)};
 }
 
 template <typename F>
@@ -437,20 +470,12 @@ at::Tensor power_iteration(
     }
   }
   for (int64_t it = 0; it < n_iter; ++it) {
-    sweep_w_v();
-    for (Layer& l : layers) {
-      dispatch(l.weight, [&](auto zero) {
-        using T = decltype(zero);
-        normalize_into<T>(l.u_raw, l.shape.h, eps, l.u.data_ptr<T>(), l.u_used);
-      });
-    }
     at::parallel_for(0, n_transposed, small ? n_transposed : 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
         const Layer& l = layers[transposed[c].layer];
         double* partial = l.partials + (c - l.first_chunk) * l.shape.cols();
         dispatch(l.weight, [&](auto zero) {
-          rows_transposed_times_u<decltype(zero)>(
-              l, transposed[c].row_begin, transposed[c].row_end, partial);
+          rows_power_step<decltype(zero)>(l, transposed[c].row_begin, transposed[c].row_end, partial);
         });
       }
     });
@@ -477,7 +502,10 @@ at::Tensor power_iteration(
       }
       dispatch(l.weight, [&](auto zero) {
         using T = decltype(zero);
-        sigmas[i] = normalize_into<T>(v_raw, k, eps, l.v.data_ptr<T>(), l.v_used);
+        // u = W v / max(|W v|, eps), and v_raw = W^T u from the step's sum.
+        const double u_denom = normalize_into<T>(l.u_raw, l.shape.h, eps, l.u.data_ptr<T>(), l.u_used).denom;
+        for (int64_t j = 0; j < k; ++j) v_raw[j] /= u_denom;
+        sigmas[i] = normalize_into<T>(v_raw, k, eps, l.v.data_ptr<T>(), l.v_used).dot;
       });
     }
   }

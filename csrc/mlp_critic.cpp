@@ -64,29 +64,32 @@ void check_args(
     const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
     c10::ArrayRef<int64_t> sn_offsets) {
   const int64_t layers = static_cast<int64_t>(weights.size());
-  TORCH_CHECK(layers >= 1, kOp, ": `weights` is empty");
-  TORCH_CHECK(
+  TORCH_CHECK_VALUE(layers >= 1, kOp, ": `weights` is empty");
+  TORCH_CHECK_VALUE(
       static_cast<int64_t>(biases.size()) == layers, kOp, ": `biases` must have one entry per layer (",
       layers, "), got ", biases.size());
-  TORCH_CHECK(
+  TORCH_CHECK_VALUE(
       static_cast<int64_t>(alphas.size()) == layers - 1, kOp,
       ": `alphas` must have one slope per hidden layer (", layers - 1, "), got ", alphas.size());
   const auto dtype = weights[0].scalar_type();
   const auto device = weights[0].device();
-  TORCH_CHECK(
+  TORCH_CHECK_TYPE(
       dtype == at::kFloat || dtype == at::kDouble, kOp,
       ": the weights must be float32 or float64, got ", dtype);
   for (const auto& [name, t] :
        {std::pair{"real", &real}, std::pair{"fake", &fake}, std::pair{"x_hat", &x_hat}}) {
-    TORCH_CHECK(
+    TORCH_CHECK_VALUE(
         t->dim() == 2 && t->size(1) == weights[0].size(1), kOp, ": `", name,
         "` must have shape (N, ", weights[0].size(1), "), got ", t->sizes());
-    TORCH_CHECK(
-        t->scalar_type() == dtype && t->device() == device, kOp, ": `", name, "` is ",
-        t->scalar_type(), " on ", t->device(), " but the weights are ", dtype, " on ", device);
+    TORCH_CHECK_TYPE(
+        t->scalar_type() == dtype, kOp, ": `", name, "` is ", t->scalar_type(),
+        " but the weights are ", dtype);
+    TORCH_CHECK_VALUE(
+        t->device() == device, kOp, ": `", name, "` is on ", t->device(),
+        " but the weights are on ", device);
   }
   if (sn_state.has_value() && sn_state->defined()) {
-    TORCH_CHECK(
+    TORCH_CHECK_VALUE(
         static_cast<int64_t>(sn_indices.size()) == layers &&
             static_cast<int64_t>(sn_offsets.size()) == layers,
         kOp, ": `sn_indices` and `sn_offsets` must have one entry per layer (", layers, "), got ",
@@ -99,19 +102,19 @@ void check_args(
   for (int64_t l = 0; l < layers; ++l) {
     const at::Tensor& w = weights[l];
     const at::Tensor& b = biases[l];
-    TORCH_CHECK(
+    TORCH_CHECK_VALUE(
         w.dim() == 2 && w.size(1) == in, kOp, ": weights[", l, "] must have shape (out, ", in,
         "), got ", w.sizes());
-    TORCH_CHECK(
+    TORCH_CHECK_TYPE(
         w.scalar_type() == dtype && w.device() == device && b.scalar_type() == dtype &&
             b.device() == device,
         kOp, ": weights[", l, "] and biases[", l, "] must be ", dtype, " on ", device);
-    TORCH_CHECK(
+    TORCH_CHECK_VALUE(
         b.dim() == 1 && b.size(0) == w.size(0), kOp, ": biases[", l, "] must have shape (",
         w.size(0), ",), got ", b.sizes());
     in = w.size(0);
   }
-  TORCH_CHECK(
+  TORCH_CHECK_VALUE(
       weights[layers - 1].size(0) == 1, kOp, ": the last layer must have one output, got ",
       weights[layers - 1].size(0));
 }
@@ -250,7 +253,7 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
-    TORCH_CHECK(
+    TORCH_CHECK_NOT_IMPLEMENTED(
         !c10::GradMode::is_enabled(), kOp,
         ": derivatives of order 2 are not implemented (the gradient penalty's own double "
         "backward is inside the op); call backward without create_graph");
@@ -361,7 +364,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> mlp_critic_penalty_autograd(
     at::TensorList weights, at::TensorList biases, c10::ArrayRef<double> alphas, double center,
     bool one_sided, const std::optional<at::Tensor>& sn_state, c10::ArrayRef<int64_t> sn_indices,
     c10::ArrayRef<int64_t> sn_offsets) {
-  TORCH_CHECK(
+  TORCH_CHECK_NOT_IMPLEMENTED(
       !real.requires_grad() && !fake.requires_grad() && !x_hat.requires_grad(), kOp,
       ": gradients with respect to `real`, `fake` or `x_hat` are not implemented; pass "
       "detached inputs");

@@ -508,11 +508,18 @@ def test_mlp_critic_penalty_under_spectral_norm_matches_the_model(dtype, penalty
         tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(loss, ref, **tol)
         for a, b in zip(ours.parameters(), theirs.parameters()):
-            torch.testing.assert_close(a.grad, b.grad, **tol)
+            # Both sides round differently in float32 (the op scales W by 1/sigma, the
+            # model's Linear layers scale x W^T), and SGD carries the differences into
+            # the next steps' parameters: a gradient entry that cancels is then off by
+            # a few 1e-5 of the tensor's largest entry (2.9e-5 at worst in 200 seeds).
+            scale = float(b.grad.abs().max()) if dtype == torch.float32 else 0.0
+            torch.testing.assert_close(a.grad, b.grad, rtol=tol["rtol"], atol=tol["atol"] + 2e-4 * scale)
         for opt in opts:
             opt.step()
     for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values()):
-        torch.testing.assert_close(a, b, **tol, msg=lambda m: f"{name}: {m}")
+        # The parameters carry those gradient differences, times the learning rate.
+        scale = float(b.abs().max()) if dtype == torch.float32 else 0.0
+        torch.testing.assert_close(a, b, rtol=tol["rtol"], atol=tol["atol"] + 1e-5 * scale, msg=lambda m: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("arrangement", ["fused", "pair", "auto"])

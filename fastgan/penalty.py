@@ -288,14 +288,21 @@ def _couples_samples(critic: object) -> bool:
 _UNSET = object()
 
 
+def _fusable_mlp(critic: object, arrangement: str, backend: str) -> MlpLayers | None:
+    """``mlp_critic_layers(critic)`` where the arrangement may be "fused", else None."""
+    if backend == "reference" or arrangement not in ("auto", "fused"):
+        return None
+    return mlp_critic_layers(critic)
+
+
 def _arrangement(
     critic: object, arrangement: str, device: torch.device, backend: str = "auto", mlp: object = _UNSET
 ) -> str:
-    """The arrangement to use; ``mlp``: ``mlp_critic_layers(critic)`` when the caller has it."""
+    """The arrangement to use; ``mlp``: ``_fusable_mlp(...)`` when the caller has it."""
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
     if mlp is _UNSET:
-        mlp = mlp_critic_layers(critic) if backend != "reference" and arrangement in ("auto", "fused") else None
+        mlp = _fusable_mlp(critic, arrangement, backend)
     if arrangement == "fused":
         if backend == "reference" or mlp is None:
             raise ValueError(
@@ -554,7 +561,7 @@ def wgan_gp_critic_loss(
     real = _check_sample_tensor(real, "real").detach()
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)
-    mlp = mlp_critic_layers(critic) if backend != "reference" and arrangement in ("auto", "fused") else None
+    mlp = _fusable_mlp(critic, arrangement, backend)
     arrangement = _arrangement(critic, arrangement, real.device, backend, mlp)
     with_penalty = weight > 0 and step % penalty_every == 0
     batch = real.shape[0]

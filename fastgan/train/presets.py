@@ -122,7 +122,7 @@ TOY_DATA = ("grid25", "ring8", "swissroll")
 #: critic step per generator step with two time-scale learning rates, a linear decay of
 #: both rates to 0 at the last step, and an EMA of the generator.
 TOY_RECIPES: dict[str, dict[str, Any]] = {
-    "wgan-gp": dict(normalize=True, gp_weight=0.1, betas=(0.5, 0.9), n_critic=1, lr=3e-4, lr_g=2e-4,
+    "wgan-gp": dict(normalize=True, gp_weight=0.1, betas=(0.5, 0.9), n_critic=1, lr=4e-4, lr_g=2.5e-4,
                     lr_decay="linear", ema=0.999, steps=40000),
     "sngan": dict(normalize=True, n_critic=1, lr=4e-4, lr_g=4e-4, lr_decay="linear", ema=0.999, steps=40000),
 }

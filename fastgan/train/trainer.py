@@ -175,6 +175,9 @@ class Trainer:
         self.G = generator.to(self.device, self.dtype)
         self.D = critic.to(self.device, self.dtype)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema > 0 else None
+        # Parameter lists walked every generator step, gathered once.
+        self._d_params = [p for p in self.D.parameters() if p.requires_grad]
+        self._ema_pairs = ([p for p in self.G_ema.parameters()], [p for p in self.G.parameters()]) if self.G_ema is not None else None
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.G_train: nn.Module = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
@@ -324,7 +327,8 @@ class Trainer:
     def _generator_step(self) -> Tensor:
         z = self._latent()
         real_out = None
-        self.D.requires_grad_(False)
+        for p in self._d_params:  # no parameter gradients of the critic in the generator step
+            p.requires_grad_(False)
         try:
             with self._autocast():
                 fake_out = self.D(self.G_train(z)).to(self.dtype)
@@ -337,11 +341,11 @@ class Trainer:
             loss.backward()
             self.opt_G.step()
         finally:
-            self.D.requires_grad_(True)
+            for p in self._d_params:
+                p.requires_grad_(True)
         if self.G_ema is not None:
             with torch.no_grad():
-                for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
-                    p_ema.lerp_(p, 1.0 - self.cfg.ema)
+                torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1.0 - self.cfg.ema)
                 for b_ema, b in zip(self.G_ema.buffers(), self.G.buffers()):
                     b_ema.copy_(b)
         return loss.detach()

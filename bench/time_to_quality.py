@@ -21,6 +21,7 @@ parametrization, torch's activations: the code a user writes without fastgan.
     python bench/time_to_quality.py                                  # the headline table
     python bench/time_to_quality.py --algos sngan --data ring8 --seeds 0
     python bench/time_to_quality.py --set n_critic=1 --set lr=3e-4   # try a recipe
+    python bench/time_to_quality.py --summarize runs/a.json runs/b.json  # one table of several runs
 """
 
 from __future__ import annotations
@@ -89,10 +90,16 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _last(row: dict[str, Any]) -> str:
+    last = row["last"]
+    return f"{last['modes']}, {last['hq_pct']:.1f}% at {last['step']}" if last else "-"
+
+
 def _summary(rows: list[dict[str, Any]], limit: float) -> str:
     lines = [
-        "| algo | data | backend | seconds to bar (median [range]) | with checks | generator steps | steps/s | one check |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| algo | data | backend | seconds to bar (median [range]) | with checks | generator steps | steps/s | one check "
+        "| last check (modes, high quality) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     keys = sorted({(r["algo"], r["data"], r["backend"]) for r in rows}, key=lambda k: (k[1], k[0], k[2]))
     for key in keys:
@@ -110,7 +117,8 @@ def _summary(rows: list[dict[str, Any]], limit: float) -> str:
         check = statistics.median(r["check_ms"] for r in group)
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {fmt(times, f'> {limit:.0f}')} ({reached}/{len(group)} reached) "
-            f"| {fmt(walls, f'> {limit:.0f}')} | {fmt(steps, 'not reached')} | {speed:.0f} | {check:.0f} ms |"
+            f"| {fmt(walls, f'> {limit:.0f}')} | {fmt(steps, 'not reached')} | {speed:.0f} | {check:.0f} ms "
+            f"| {'; '.join(_last(r) for r in sorted(group, key=lambda r: r['seed']))} |"
         )
     return "\n".join(lines)
 
@@ -127,7 +135,12 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a Config override for every run")
     p.add_argument("--verbose", action="store_true", help="print every check")
     p.add_argument("--out", default="runs/time_to_quality.json")
+    p.add_argument("--summarize", nargs="+", metavar="JSON", help="print the table of earlier runs' --out files and exit")
     args = p.parse_args()
+    if args.summarize:
+        files = [json.loads(Path(f).read_text()) for f in args.summarize]
+        print(_summary([r for f in files for r in f["rows"]], max(f["args"]["limit"] for f in files)))
+        return
     overrides = {}
     for item in args.set:
         key, _, value = item.partition("=")

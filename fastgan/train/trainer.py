@@ -527,7 +527,7 @@ class Trainer:
         if resume:
             self.resume()
         show = (cfg.progress if progress is None else progress) and self.rank == 0
-        w1_every = cfg.w1_every or 4 * cfg.log_every
+        w1_every = cfg.w1_every or max(4 * cfg.log_every, total // 100 // cfg.log_every * cfg.log_every)
         bar = None
         if show:
             from tqdm.auto import tqdm

@@ -243,10 +243,6 @@ def _check_pot_options(center_dual: object, numThreads: object) -> None:
 
 def _run(a, b, M, numItermax, backend, need_plan: bool, check_marginals: bool = True):
     wa, wb, Mb, batched, uniform = _prepare(a, b, M, numItermax, backend, check_marginals)
-    # The assignment solver's duals are valid but, where the duals are not
-    # unique, not the network simplex's (POT's): when the weights are
-    # differentiated, the simplex runs so that the gradients are POT's.
-    uniform = uniform and not (wa.requires_grad or wb.requires_grad)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
     warning = _report(sol.status)
     plan = sol.dense_plan(Mb) if need_plan else None
@@ -268,6 +264,7 @@ def emd(
     center_dual: bool = True,
     numThreads: int | str = 1,
     check_marginals: bool = True,
+    potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
     *,
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
@@ -300,8 +297,10 @@ def emd(
         numThreads: accepted for POT's signature (a positive int or "max");
             the problems of a batch share torch's thread pool.
         check_marginals: False scales b to a's mass without checking, as POT.
+        potentials_init: accepted for POT's signature and unused (a warm
+            start changes POT's running time, not its result).
         backend: ``"auto"``: the assignment solver for uniform weights with
-            n = m (unless a or b requires grad), else fastgan's network
+            n = m, else fastgan's network
             simplex (C++, CPU); ``"reference"``: :func:`fastgan.reference.emd`
             (SciPy's HiGHS simplex, one problem at a time).
 
@@ -310,11 +309,15 @@ def emd(
         The plan is not differentiable (piecewise constant); differentiate
         :func:`emd2` for the cost.
 
-    Duals: the network simplex's are POT's (the same algorithm). Uniform
-    weights with n = m take the assignment solver, whose duals are optimal
-    too but, the assignment LP being degenerate, are in general another
-    optimal pair than POT's; the gradients of :func:`emd2` in a and b use
-    the simplex, so they are POT's.
+    Duals: where the optimal duals are unique they are POT's. Where they are
+    not (degenerate problems; always for uniform weights with n = m, an
+    assignment) fastgan returns an optimal pair, centred as POT centres
+    them, that may differ from POT's: the assignment solver's, or the
+    network simplex's, whose pivoting differs from POT's on ties. Both are
+    subgradients of the cost in (a, b) (it is convex and not differentiable
+    there), so :func:`emd2`'s gradients in a and b may differ from POT's on
+    such problems (its gradient in M, the plan, agrees wherever the plan is
+    unique).
 
     Raises:
         ValueError: shapes that do not match, empty ``M``, negative or
@@ -338,6 +341,7 @@ def emd2(
     center_dual: bool = True,
     numThreads: int | str = 1,
     check_marginals: bool = True,
+    potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
     *,
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
@@ -352,8 +356,8 @@ def emd2(
 
     Differentiable once (torch.autograd): :math:`\partial/\partial M = \Gamma^\star`,
     :math:`\partial/\partial a = u - \mathrm{mean}(u)`, :math:`\partial/\partial b = v -
-    \mathrm{mean}(v)`, POT's gradients with POT's duals (the network simplex
-    runs whenever a or b requires grad). Higher derivatives are those of
+    \mathrm{mean}(v)`, POT's gradients (with another optimal pair of duals
+    on degenerate problems: see :func:`emd`). Higher derivatives are those of
     the cost with the plan and duals held fixed: zero, which is exact
     wherever the optimal basis is unique.
     """
@@ -426,7 +430,6 @@ def wasserstein(
         dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
         M = dist.square() if p == 2.0 else dist.pow(p)
     wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
-    uniform = uniform and not (wa.requires_grad or wb.requires_grad)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
     _report(sol.status)
     if sol.cols is not None:

@@ -16,6 +16,7 @@ same walk.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -57,6 +58,7 @@ def wasserstein_1d(
     v_weights: ArrayLike | None = None,
     p: float = 1.0,
     require_sort: bool = True,
+    return_plans: bool = False,
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
@@ -79,6 +81,7 @@ def wasserstein_1d(
             many atoms); they need not be 1.
         p: the ground-cost exponent, >= 1.
         require_sort: accepted for POT compatibility; fastgan always sorts.
+        return_plans: only False (the plans are not returned).
         backend: ``"auto"`` (fastgan's op: the C++ kernel on the CPU; on
             CUDA, torch's sort, cumsum and searchsorted kernels with the
             same gradients) or ``"reference"`` (the pure-PyTorch reference
@@ -97,6 +100,8 @@ def wasserstein_1d(
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+    if return_plans:
+        raise NotImplementedError("`return_plans` is not offered: fastgan.ot.wasserstein_1d returns the costs only")
     p = positive(p, "p")
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
@@ -236,6 +241,7 @@ def sliced_wasserstein_distance(
     projections: ArrayLike | None = None,
     seed: int | np.random.RandomState | torch.Generator | None = None,
     log: bool = False,
+    scaler: Callable[[torch.Tensor], torch.Tensor] | None = None,
     *,
     backend: str = "auto",
 ):
@@ -255,12 +261,19 @@ def sliced_wasserstein_distance(
             seeded with ``seed`` on the inputs' device (a torch.Generator is
             used as it is): the same directions as POT draws for the same seed.
         log: also return ``{"projections": (d, P), "projected_emds": (..., P)}``.
+        scaler: None, an object with ``.transform`` or a callable, applied to
+            both clouds first (POT's preprocessing).
         backend: as in :func:`wasserstein_1d`.
 
     Returns:
         ``()`` (or ``(B,)``), and the log. Differentiable once with respect
         to the points and weights.
     """
+    if scaler is not None:
+        transform = scaler.transform if hasattr(scaler, "transform") else scaler
+        if not callable(transform):
+            raise TypeError(f"`scaler` must be callable or have .transform, got {type(scaler).__name__}")
+        X_s, X_t = transform(X_s), transform(X_t)
     _check_clouds(X_s, X_t, ("X_s", "X_t"))
     if projections is None:
         n_projections = positive_int(n_projections, "n_projections")

@@ -164,8 +164,13 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
     return squeeze, M3, a3, b3, reg, out
 
 
-def _log_dict(squeeze: bool, histograms: int | None, out) -> SinkhornLog:
+def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> SinkhornLog:
     log_u, log_v, _cost, n_iter, err, converged = out
+    if method.lower() == "sinkhorn":
+        # POT's Sinkhorn-Knopp starts from u = 1/n where the log domain starts
+        # from log u = 0: every iterate's scalings differ by that factor.
+        shift = math.log(log_u.shape[-1])
+        log_u, log_v = log_u - shift, log_v + shift
     if squeeze:
         log_u, log_v, n_iter, err, converged = log_u[0], log_v[0], n_iter[0], err[0], converged[0]
     elif histograms is not None:  # POT's layout: (n, k) and (m, k)
@@ -247,7 +252,10 @@ def sinkhorn(
         verbose: print each problem's iteration count and final error.
         log: also return a :class:`SinkhornLog` (POT's keys).
         warn: a problem that reaches ``numItermax`` raises a
-            :class:`ConvergenceWarning` (a UserWarning); ``warn=False`` silences it.
+            :class:`ConvergenceWarning` (a UserWarning); ``warn=False``
+            silences it. True by default in :func:`sinkhorn2` too, where POT
+            0.9.7 defaults to False: a cost that did not converge is not
+            reported silently.
         warmstart: only None.
         backend: ``"auto"`` (fastgan's kernels: C++ on the CPU, Triton on CUDA) or
             ``"reference"`` (PyTorch).
@@ -267,7 +275,7 @@ def sinkhorn(
     log_u, log_v = out[0], out[1]
     plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M3.detach() / reg)
     plan = plan[0] if squeeze else plan
-    return (plan, _log_dict(squeeze, None, out)) if log else plan
+    return (plan, _log_dict(squeeze, None, out, method)) if log else plan
 
 
 @array_io("M", "a", "b")
@@ -331,7 +339,7 @@ def sinkhorn2(
         _verbose(out)
     cost = _SinkhornCost.apply(M3, a3, b3, out[0], out[1], out[2], reg)
     cost = cost[0] if squeeze else cost
-    return (cost, _log_dict(squeeze, histograms, out)) if log else cost
+    return (cost, _log_dict(squeeze, histograms, out, method)) if log else cost
 
 
 class _SinkhornCost(torch.autograd.Function):

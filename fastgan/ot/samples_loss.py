@@ -90,8 +90,15 @@ class SamplesLoss(nn.Module):
     Calling the module: ``loss(x, y)`` or ``loss(a, x, b, y)`` with ``x``
     ``(n, d)`` / ``(B, n, d)``, weights ``(n,)`` (also ``(n, 1)``) / ``(B, n)``.
     Returns ``()`` / ``(B,)``, differentiable once with respect to the
-    points and weights (GeomLoss's gradients: see
-    :func:`fastgan.ot.sinkhorn_divergence`; the kernel losses by autograd).
+    points and weights: GeomLoss's values and gradients (see
+    :func:`fastgan.ot.sinkhorn_divergence`; the kernel losses by autograd),
+    except with ``reach``: GeomLoss's autograd differentiates its value
+    formula :math:`(\rho + \varepsilon/2) T`, while fastgan returns the
+    derivative of the unbalanced cost, which carries
+    :math:`(\rho + \varepsilon)` (and, with ``debias=False``, the
+    :math:`-\varepsilon/2` of the mass terms in the weights' gradients):
+    fastgan's gradients are GeomLoss's times
+    :math:`(\rho + \varepsilon) / (\rho + \varepsilon/2)`.
     """
 
     def __init__(

@@ -51,8 +51,11 @@ BACKENDS = ("auto", "reference")
 
 class SinkhornLog(dict):
     r"""``log=True`` extras, under POT's keys: ``u``, ``v`` (the scalings,
-    :math:`\pi = \operatorname{diag}(u) e^{-M/\text{reg}} \operatorname{diag}(v)`),
-    ``log_u``, ``log_v`` (their logarithms: the potentials are ``reg * log_u``,
+    :math:`\pi = \operatorname{diag}(u) e^{-M/\text{reg}} \operatorname{diag}(v)`,
+    as the chosen method's iteration has them: with ``method="sinkhorn"``
+    POT's Sinkhorn-Knopp scalings, u / n and v * n of the log domain's),
+    ``log_u``, ``log_v`` (the log domain's scalings, as POT's
+    ``"sinkhorn_log"`` reports them: the potentials are ``reg * log_u``,
     ``reg * log_v``), ``niter`` (the index of the last iteration, as POT
     counts), ``err`` (a one-element list: the last column-marginal error;
     POT lists every check's), and fastgan's ``converged`` (bool)."""
@@ -166,17 +169,16 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
 
 def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> SinkhornLog:
     log_u, log_v, _cost, n_iter, err, converged = out
-    if method.lower() == "sinkhorn":
-        # POT's Sinkhorn-Knopp starts from u = 1/n where the log domain starts
-        # from log u = 0: every iterate's scalings differ by that factor.
-        shift = math.log(log_u.shape[-1])
-        log_u, log_v = log_u - shift, log_v + shift
+    # POT's Sinkhorn-Knopp starts from u = 1/n where the log domain starts
+    # from log u = 0: every iterate's scalings differ by that factor.
+    shift = math.log(log_u.shape[-1]) if method.lower() == "sinkhorn" else 0.0
     if squeeze:
         log_u, log_v, n_iter, err, converged = log_u[0], log_v[0], n_iter[0], err[0], converged[0]
     elif histograms is not None:  # POT's layout: (n, k) and (m, k)
         log_u, log_v = log_u.T, log_v.T
     return SinkhornLog(
-        u=log_u.exp(), v=log_v.exp(), log_u=log_u, log_v=log_v, niter=n_iter, err=[err], converged=converged
+        u=(log_u - shift).exp(), v=(log_v + shift).exp(), log_u=log_u, log_v=log_v,
+        niter=n_iter, err=[err], converged=converged,
     )
 
 

@@ -29,7 +29,7 @@ WIDTHS, BATCH = (128, 512), 256
 
 
 def make(algo: str, backend: str, device: torch.device, width: int) -> Trainer:
-    cfg = preset(algo, width=width, batch_size=BATCH, backend=backend, device=str(device), progress=False, seed=0)
+    cfg = preset(algo, paper_defaults=True, width=width, batch_size=BATCH, backend=backend, device=str(device), progress=False, seed=0)
     return Trainer(cfg)
 
 

@@ -57,10 +57,13 @@ def test_preset_runs_and_writes(algo, tmp_path):
 def test_preset_defaults_match_the_papers():
     wgan = preset("wgan")
     assert (wgan.optimizer, wgan.lr, wgan.clip, wgan.batch_size, wgan.n_critic, wgan.sigmoid) == ("rmsprop", 5e-5, 0.01, 64, 5, False)
-    gp = preset("wgan-gp")
-    assert (gp.optimizer, gp.lr, gp.betas, gp.gp_weight, gp.n_critic) == ("adam", 1e-4, (0.0, 0.9), 10.0, 5)
-    sn = preset("sngan")
-    assert (sn.spectral_norm, sn.loss, sn.lr, sn.betas, sn.n_critic) == (True, "hinge", 2e-4, (0.0, 0.9), 5)
+    for data in ("digits", "grid25"):  # the papers' settings on images, and one flag away on 2-D data
+        gp = preset("wgan-gp", data=data, paper_defaults=data == "grid25")
+        assert (gp.optimizer, gp.lr, gp.betas, gp.gp_weight, gp.n_critic, gp.ema, gp.lr_decay, gp.normalize) == (
+            "adam", 1e-4, (0.0, 0.9), 10.0, 5, 0.0, "none", False)
+        sn = preset("sngan", data=data, paper_defaults=data == "grid25")
+        assert (sn.spectral_norm, sn.loss, sn.lr, sn.betas, sn.n_critic, sn.ema, sn.normalize) == (
+            True, "hinge", 2e-4, (0.0, 0.9), 5, 0.0, False)
     gan = preset("gan")
     assert (gan.loss, gan.g_loss) == ("minimax", "ns")
     assert preset("gan", g_loss="minimax").g_loss == "minimax"
@@ -182,7 +185,7 @@ class _PoisonedData(TensorData):
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    cfg = _tiny("wgan-gp", steps=10)
+    cfg = _tiny("wgan-gp", steps=10, n_critic=5)  # the data's last good draw is the 1st critic step of step 3
     trainer = Trainer(cfg, out=tmp_path, data=_PoisonedData(good=2 * cfg.n_critic + 1))
     with pytest.raises(TrainingDiverged, match="critic loss became nan"):
         trainer.fit()
@@ -317,3 +320,59 @@ def test_ddp_two_processes_match_one(tmp_path):
     for name, model in (("G", one.G), ("D", one.D)):
         for k, v in model.state_dict().items():
             torch.testing.assert_close(two[name][k], v, rtol=0, atol=1e-5, msg=f"{name}.{k}")
+
+
+@pytest.mark.parametrize("algo", ["wgan-gp", "sngan"])
+@pytest.mark.parametrize("data", ["grid25", "ring8", "swissroll"])
+def test_toy_recipes_keep_the_papers_algorithm(algo, data):
+    cfg, paper = preset(algo, data=data), preset(algo, data=data, paper_defaults=True)
+    for knob, value in fastgan.train.presets.TOY_RECIPES[algo].items():
+        assert getattr(cfg, knob) == value, knob
+    # loss, regulariser and optimizer family are the paper's
+    for knob in ("loss", "optimizer", "spectral_norm", "clip"):
+        assert getattr(cfg, knob) == getattr(paper, knob), knob
+    assert (cfg.gp_weight > 0) == (paper.gp_weight > 0)
+    assert preset(algo, data=data, n_critic=3).n_critic == 3  # overrides win over the recipe
+    assert preset("gan", data=data) == preset("gan", data=data, paper_defaults=True)
+
+
+def test_normalize_scales_the_data_for_the_models_and_back():
+    trainer = Trainer(_tiny("wgan-gp", normalize=True))
+    data = trainer.data
+    x = data.sample(200_000, generator=torch.Generator().manual_seed(5)).double()
+    assert trainer.scale == pytest.approx(float(x.var(dim=0).mean().sqrt()), rel=5e-3)
+    assert trainer.scale == pytest.approx(math.sqrt(8 + 0.05**2), rel=1e-12)  # grid25: coordinates -4..4
+    state = data.generator.get_state()
+    real = trainer._real()
+    data.generator.set_state(state)
+    torch.testing.assert_close(real * trainer.scale, data.sample(trainer.cfg.batch_size))
+    z = torch.randn(7, trainer.latent_dim)
+    torch.testing.assert_close(trainer.sampler()(z), trainer.G_ema(z) * trainer.scale)
+    assert Trainer(_tiny("wgan-gp", normalize=False)).scale == 1.0
+    assert Trainer(_tiny("wgan-gp", data="digits32", critic_norm="layer", normalize=True, width=8, latent_dim=4,
+                          batch_size=4)).scale == 1.0
+
+
+def test_linear_decay_reaches_zero_at_the_last_step():
+    trainer = Trainer(_tiny("wgan-gp", steps=8, lr=1e-3, lr_g=4e-4, lr_decay="linear"))
+    for k in range(8):
+        trainer.train_steps(1)
+        assert trainer.opt_D.param_groups[0]["lr"] == pytest.approx(1e-3 * (1 - k / 8), rel=1e-12)
+        assert trainer.opt_G.param_groups[0]["lr"] == pytest.approx(4e-4 * (1 - k / 8), rel=1e-12)
+    with pytest.raises(ValueError, match="lr_decay"):
+        Trainer(_tiny("wgan-gp", lr_decay="cosine"))
+
+
+def test_quality_checks_do_not_shift_the_training():
+    a, b = Trainer(_tiny("wgan-gp", seed=2)), Trainer(_tiny("wgan-gp", seed=2))
+    for _ in range(3):
+        a.train_steps(2)
+        b.train_steps(2)
+        mm = b.mode_quality(300)
+        assert 0 <= mm["modes_covered"] <= 25 and mm["high_quality_pct"] == 100 * mm["high_quality_fraction"]
+    pa, pb = _params(a), _params(b)
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+    assert a.history == b.history and len(a.history["step"]) == 6
+    assert b.mode_quality(300, seed=1)["mode_counts"].tolist() == b.mode_quality(300, seed=1)["mode_counts"].tolist()
+    with pytest.raises(ValueError, match="mixture"):
+        Trainer(_tiny("wgan-gp", data="swissroll")).mode_quality(10)

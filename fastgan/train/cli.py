@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="run directory (default runs/<algo>-<data>)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--paper-defaults", action="store_true",
+                   help="the paper's settings even on 2-D data (no toy recipe; see fastgan.train.presets)")
     knobs: list[tuple[str, Any, str]] = [
         ("steps", int, "generator iterations"),
         ("batch-size", int, "global batch size"),
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         ("critic-norm", str, "DCGAN critic normalisation: batch, layer, none"),
         ("pack", int, "PacGAN packing degree"),
         ("ema", float, "EMA decay of the generator (0: off)"),
+        ("lr-decay", str, "learning-rate schedule: none or linear (to 0 at --steps)"),
         ("backend", str, "auto (fastgan kernels) or reference (pure PyTorch)"),
         ("device", str, "cpu, cuda, cuda:1, ..."),
         ("seed", int, "random seed"),
@@ -78,6 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in (("spectral-norm", "spectral norm on every critic layer"), ("sigmoid", "final sigmoid in the critic"),
                         ("minibatch-std", "minibatch standard deviation feature"), ("bf16", "bf16 autocast (CUDA)")):
         t.add_argument(f"--{name}", action="store_true", default=None, help=help_)
+    t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                   help="2-D data: the models see the data divided by its standard deviation (toy recipes: on)")
 
     s = sub.add_parser("sample", help="plot samples of a trained run")
     s.add_argument("--run", required=True, help="run directory (holds checkpoint.pt)")
@@ -140,13 +145,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from fastgan.train.trainer import Trainer, TrainingDiverged
 
         distributed = _init_distributed()
-        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "algo", "out", "resume", "no_progress") and v is not None}
+        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "algo", "out", "resume", "no_progress", "paper_defaults") and v is not None}
         if args.no_progress:
             overrides["progress"] = False
         if args.threads is None and str(args.data) in ("grid25", "ring8", "swissroll"):
             overrides["threads"] = 1  # the 2-D MLPs are too small to split across threads
         try:
-            cfg = preset(args.algo, **overrides)
+            cfg = preset(args.algo, paper_defaults=args.paper_defaults, **overrides)
         except ValueError as e:
             raise SystemExit(f"fastgan: {e}")
         out = args.out or os.path.join("runs", f"{cfg.algo}-{Path(str(cfg.data)).name}")

@@ -30,9 +30,10 @@ from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.models import build_models
 from fastgan.train.presets import Config, preset
 
-__all__ = ["Trainer", "TrainingDiverged", "train", "exact_w1"]
+__all__ = ["Trainer", "TrainingDiverged", "train", "exact_w1", "data_scale", "Rescaled"]
 
 BACKENDS = ("auto", "reference")
+LR_DECAYS = ("none", "linear")
 
 
 class TrainingDiverged(RuntimeError):
@@ -45,6 +46,35 @@ def exact_w1(x: Tensor, y: Tensor) -> float:
         raise ValueError(f"`x` and `y` must hold as many points, got {x.shape[0]} and {y.shape[0]}")
     cost = torch.cdist(x.reshape(x.shape[0], -1).double().cpu(), y.reshape(y.shape[0], -1).double().cpu())
     return float(fastgan.ot.linear_sum_assignment(cost).cost) / x.shape[0]
+
+
+class Rescaled(nn.Module):
+    """A generator whose output is multiplied by a fixed ``scale``: model units to data units."""
+
+    def __init__(self, generator: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.generator = generator
+        self.scale = float(scale)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z) * self.scale
+
+
+def data_scale(data: DataSource) -> float:
+    """The standard deviation of one coordinate of ``data``, averaged over coordinates.
+
+    Exact for Gaussian mixtures (the centres' spread plus sigma^2); otherwise estimated
+    from 10,000 samples drawn from a generator of its own (the data source's stream
+    is not touched).
+    """
+    if isinstance(data, MixtureData):
+        c = data.centres.double()
+        var = (c - c.mean(dim=0)).square().mean() + data.sigma**2
+    else:
+        x = data.sample(10_000, generator=torch.Generator().manual_seed(12345)).double().flatten(1)
+        var = x.var(dim=0).mean()
+    scale = float(var.sqrt())
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
 
 
 def _has_batchnorm(model: nn.Module) -> bool:
@@ -116,6 +146,8 @@ class Trainer:
         self.data: DataSource = make_data(cfg.data, seed=cfg.seed)
         shape = tuple(self.data.shape)
         self.image = len(shape) == 3
+        #: Flat data divided by this for the models (``normalize``); 1 for images.
+        self.scale = data_scale(self.data) if cfg.normalize and not self.image else 1.0
         self.latent_dim = cfg.latent_dim or (100 if self.image else 2)
         model = cfg.model if cfg.model != "auto" else ("dcgan" if self.image else "mlp")
         if generator is None or critic is None:
@@ -167,6 +199,9 @@ class Trainer:
         }
         self.elapsed = 0.0
         self.metrics: dict[str, Any] = {}
+        self._loss_sums: Optional[list[Tensor]] = None
+        self._loss_count = 0
+        self._last_g_loss: Optional[Tensor] = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -192,6 +227,8 @@ class Trainer:
             raise ValueError(f"`dtype` must be 'float32' or 'float64', got {cfg.dtype!r}")
         if cfg.gp_weight < 0:
             raise ValueError(f"`gp_weight` must be >= 0, got {cfg.gp_weight!r}")
+        if cfg.lr_decay not in LR_DECAYS:
+            raise ValueError(f"`lr_decay` must be one of {LR_DECAYS}, got {cfg.lr_decay!r}")
         if not 0 <= cfg.ema < 1:
             raise ValueError(f"`ema` must be in [0, 1), got {cfg.ema!r}")
         if cfg.bf16 and not str(cfg.device).startswith("cuda"):
@@ -218,7 +255,8 @@ class Trainer:
         return t[self.rank * self.local_batch : (self.rank + 1) * self.local_batch].to(self.device, self.dtype)
 
     def _real(self) -> Tensor:
-        return self._local(self.data.sample(self.cfg.batch_size))
+        real = self._local(self.data.sample(self.cfg.batch_size))
+        return real / self.scale if self.scale != 1.0 else real
 
     def _latent(self) -> Tensor:
         return self._local(torch.randn(self.cfg.batch_size, self.latent_dim, generator=self.latent_gen))
@@ -380,15 +418,20 @@ class Trainer:
         n = self.cfg.w1_batch
         real = self.data.sample(n, generator=g).to(self.device, self.dtype)
         with torch.no_grad():
-            fake = self.G(torch.randn(n, self.latent_dim, generator=g).to(self.device, self.dtype)).to(self.dtype)
+            fake = self.G(torch.randn(n, self.latent_dim, generator=g).to(self.device, self.dtype)).to(self.dtype) * self.scale
+        s = self.scale
+
+        def critic(x: Tensor) -> Tensor:  # the critic in data units, Lipschitz constant unchanged
+            return self.D(x / s) * s if s != 1.0 else self.D(x)
+
         was_training = self.D.training
         self.D.eval()
         try:
             if self.cfg.pack > 1:
-                est = {"estimate": float(self.D(real).mean() - self.D(fake).mean()), "grad_norm_mean": math.nan}
+                est = {"estimate": float(critic(real).mean() - critic(fake).mean()), "grad_norm_mean": math.nan}
                 est["w1"] = exact_w1(real, fake)
             else:
-                est = fastgan.metrics.critic_estimate(self.D, real, fake, w1=exact_w1, generator=g)
+                est = fastgan.metrics.critic_estimate(critic, real, fake, w1=exact_w1, generator=g)
         finally:
             self.D.train(was_training)
         self.w1_history["step"].append(self.step)
@@ -396,13 +439,78 @@ class Trainer:
             self.w1_history[key].append(float(est[key]))
         modes, hq = math.nan, math.nan
         if isinstance(self.data, MixtureData):
-            with torch.no_grad():
-                z = torch.randn(self.cfg.eval_samples, self.latent_dim, generator=g).to(self.device, self.dtype)
-                mm = fastgan.metrics.mode_metrics(self.sampler()(z).float().cpu(), self.data.centres, self.data.sigma)
-            modes, hq = mm["modes_covered"], 100.0 * mm["high_quality_fraction"]
+            mm = self.mode_quality()
+            modes, hq = mm["modes_covered"], mm["high_quality_pct"]
         self.w1_history["modes"].append(modes)
         self.w1_history["high_quality_pct"].append(hq)
         self.w1_history["wall_s"].append(self.elapsed)
+
+    def _set_learning_rates(self) -> None:
+        """``lr_decay="linear"``: both rates fall linearly from their value to 0 at ``config.steps``."""
+        if self.cfg.lr_decay == "none":
+            return
+        scale = max(0.0, 1.0 - self.step / max(self.cfg.steps, 1))
+        for opt, lr in ((self.opt_D, self.cfg.lr), (self.opt_G, self.cfg.lr_g or self.cfg.lr)):
+            for group in opt.param_groups:
+                group["lr"] = lr * scale
+
+    def _iteration(self) -> None:
+        """One generator iteration: ``n_critic`` critic updates, then one generator update.
+
+        The losses are summed on the device for the next log record (no host sync).
+        """
+        self._set_learning_rates()
+        for _ in range(self.cfg.n_critic):
+            losses_ = self._critic_step()
+            self._loss_sums = list(losses_) if self._loss_sums is None else [a + b for a, b in zip(self._loss_sums, losses_)]
+            self._loss_count += 1
+        self._last_g_loss = self._generator_step()
+        self.step += 1
+
+    def _log_losses(self) -> dict[str, float]:
+        """Appends the mean losses since the last record to ``history``; returns them."""
+        d_sum, w_sum, p_sum = self._loss_sums
+        n = self._loss_count
+        record = {"d_loss": float(d_sum) / n, "g_loss": float(self._last_g_loss), "wasserstein": float(w_sum) / n, "penalty": float(p_sum) / n}
+        self._loss_sums, self._loss_count = None, 0
+        self.history["step"].append(self.step)
+        for k, v in record.items():
+            self.history[k].append(v)
+        return record
+
+    def train_steps(self, n: int) -> None:
+        """Runs ``n`` generator iterations with the loss log and nothing else.
+
+        No checks, checkpoints, plots or files: the loop that :meth:`fit` wraps, for
+        callers that interleave their own measurements (``bench/time_to_quality.py``).
+        ``elapsed`` grows by the time spent here.
+        """
+        start = time.perf_counter()
+        self.G.train()
+        self.D.train()
+        for _ in range(int(n)):
+            self._iteration()
+            if self.step % self.cfg.log_every == 0:
+                self._log_losses()
+        self.elapsed += time.perf_counter() - start
+
+    @torch.no_grad()
+    def mode_quality(self, n: Optional[int] = None, *, seed: Optional[int] = None) -> dict[str, Any]:
+        """Mode metrics of ``n`` fresh samples of the generator (Gaussian-mixture data only).
+
+        The samples are the generator's raw output (the EMA weights when ``ema`` > 0),
+        drawn from a stream of their own (``seed``; default: one derived from the step),
+        so a check never shifts the training's random numbers. Returns
+        :func:`fastgan.metrics.mode_metrics`' dict with ``high_quality_pct`` added.
+        """
+        if not isinstance(self.data, MixtureData):
+            raise ValueError(f"mode metrics need Gaussian-mixture data, got {self.data.name!r}")
+        g = self._eval_generator(self.step) if seed is None else torch.Generator().manual_seed(int(seed))
+        n = n or self.cfg.eval_samples
+        z = torch.randn(n, self.latent_dim, generator=g).to(self.device, self.dtype)
+        mm = dict(fastgan.metrics.mode_metrics(self.sampler()(z).float().cpu(), self.data.centres, self.data.sigma))
+        mm["high_quality_pct"] = 100.0 * mm["high_quality_fraction"]
+        return mm
 
     def fit(self, steps: Optional[int] = None, *, resume: bool = False, progress: Optional[bool] = None) -> dict[str, Any]:
         """Trains up to generator step ``steps`` (default ``config.steps``), then evaluates.
@@ -425,31 +533,12 @@ class Trainer:
         self.D.train()
         start = time.perf_counter()
         start_elapsed = self.elapsed
-        d_sum = w_sum = p_sum = None
-        d_count = 0
         try:
             while self.step < total:
-                for _ in range(cfg.n_critic):
-                    d_loss, w_est, pen = self._critic_step()
-                    d_sum = d_loss if d_sum is None else d_sum + d_loss
-                    w_sum = w_est if w_sum is None else w_sum + w_est
-                    p_sum = pen if p_sum is None else p_sum + pen
-                    d_count += 1
-                g_loss = self._generator_step()
-                self.step += 1
+                self._iteration()
                 self.elapsed = start_elapsed + time.perf_counter() - start
                 if self.step % cfg.log_every == 0 or self.step == total:
-                    record = {
-                        "d_loss": float(d_sum) / d_count,
-                        "g_loss": float(g_loss),
-                        "wasserstein": float(w_sum) / d_count,
-                        "penalty": float(p_sum) / d_count,
-                    }
-                    d_sum = w_sum = p_sum = None
-                    d_count = 0
-                    self.history["step"].append(self.step)
-                    for k, v in record.items():
-                        self.history[k].append(v)
+                    record = self._log_losses()
                     if bar is not None:
                         bar.set_postfix(D=f"{record['d_loss']:.3f}", G=f"{record['g_loss']:.3f}", W=f"{record['wasserstein']:.3f}")
                 if self.rank == 0 and self.out is not None and (self.step % w1_every == 0 or self.step == total):
@@ -474,8 +563,13 @@ class Trainer:
     # ------------------------------------------------------------------ sampling and metrics
 
     def sampler(self) -> nn.Module:
-        """The generator used for samples (the EMA copy when enabled)."""
-        return self.G_ema if self.G_ema is not None else self.G
+        """The generator used for samples, in data units (the EMA copy when enabled).
+
+        With ``normalize`` the models work on data divided by :attr:`scale`; the sampler
+        multiplies the generator's output back.
+        """
+        g = self.G_ema if self.G_ema is not None else self.G
+        return Rescaled(g, self.scale) if self.scale != 1.0 else g
 
     @torch.no_grad()
     def sample(self, n: int, *, seed: Optional[int] = None) -> Tensor:

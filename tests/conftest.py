@@ -67,3 +67,11 @@ def generator() -> torch.Generator:
     seed = int.from_bytes(os.urandom(4), "little")
     print(f"seed={seed}")
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def rng(generator: torch.Generator):
+    """A numpy Generator seeded from ``generator`` (fresh inputs per test, reproducible from the printed seed)."""
+    import numpy as np
+
+    return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))

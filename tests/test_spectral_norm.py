@@ -459,8 +459,10 @@ def test_bad_input_errors():
         spectral_norm(torch.randn(3, 2))
     with pytest.raises(ValueError, match="backend"):
         spectral_norm(nn.Linear(3, 2), backend="cuda")
-    with pytest.raises(ValueError, match="already parametrized"):
-        spectral_norm(spectral_norm(nn.Linear(3, 2)))
+    integer = nn.Module()
+    integer.register_buffer("weight", torch.zeros(3, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="dtype"):
+        spectral_norm(integer)
     with pytest.raises(ValueError, match="no layer"):
         spectral_norm_all(nn.ReLU())
     with pytest.raises(ValueError, match="n_power_iterations"):

@@ -82,10 +82,8 @@ def _check_args(module: object, name: str, n_power_iterations: object, eps: obje
     weight = getattr(module, name, None)
     if not isinstance(weight, torch.Tensor):
         raise ValueError(f"`module` ({type(module).__name__}) has no parameter or buffer named {name!r}")
-    if parametrize.is_parametrized(module, name):
-        raise ValueError(f"`module`.{name} is already parametrized")
-    if not weight.is_floating_point():
-        raise TypeError(f"`module`.{name} has dtype {weight.dtype}; expected a floating-point tensor")
+    if not (weight.is_floating_point() or weight.is_complex()):
+        raise TypeError(f"`module`.{name} has dtype {weight.dtype}; expected a floating-point or complex tensor")
     if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, numbers.Integral):
         raise TypeError(f"`n_power_iterations` must be an int, got {type(n_power_iterations).__name__}")
     if n_power_iterations < 1:
@@ -173,9 +171,17 @@ def spectral_norm(
     normalisation op, whose backward is one fused pass. Derivatives of any
     order (the second for a gradient penalty's double backward).
 
+    As with torch, ``name`` may already be parametrized: the normalisation
+    is stacked on top (of an earlier spectral norm, or of any other
+    parametrization), as another entry of ``parametrizations.<name>``.
+    Complex weights (which torch supports) are normalised by
+    :class:`fastgan.reference.spectral_norm.ReferenceSpectralNorm`, the same
+    algorithm in torch ops with conjugate transposes, because fastgan's
+    kernels are real-only.
+
     Args:
         module: the layer (Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d,
-            Embedding, or any module with a floating-point tensor ``name``).
+            Embedding, or any module with a floating-point or complex tensor ``name``).
         name: the parameter to normalise.
         n_power_iterations: power-iteration steps per forward in training, >= 1.
         eps: > 0, the floor of every norm a vector is divided by.
@@ -188,13 +194,13 @@ def spectral_norm(
         ``module``, parametrized.
 
     Raises:
-        TypeError / ValueError: a bad argument (named), a module without
-            ``name``, or ``name`` already parametrized; IndexError: ``dim``
-            out of range.
+        TypeError / ValueError: a bad argument (named) or a module without
+            ``name``; IndexError: ``dim`` out of range.
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    if backend == "reference":
+    weight = getattr(module, name, None) if isinstance(module, nn.Module) and isinstance(name, str) else None
+    if backend == "reference" or (isinstance(weight, torch.Tensor) and weight.is_complex()):
         from fastgan.reference.spectral_norm import spectral_norm as reference_spectral_norm
 
         return reference_spectral_norm(module, name, n_power_iterations, eps, dim)

@@ -2,12 +2,18 @@
 
 from fastgan.ot.assignment import Assignment, linear_sum_assignment
 from fastgan.ot.emd import emd, emd2, wasserstein
-from fastgan.ot.one_d import sliced_wasserstein, wasserstein_1d
+from fastgan.ot._compat import ConvergenceWarning, UnequalMassError, UnsupportedMethodError
+from fastgan.ot.samples_loss import SamplesLoss
+from fastgan.ot.one_d import sliced_wasserstein, sliced_wasserstein_distance, wasserstein_1d
 from fastgan.ot.sinkhorn import SinkhornLog, sinkhorn, sinkhorn2, sinkhorn_divergence
 
 __all__ = [
     "Assignment",
+    "ConvergenceWarning",
+    "SamplesLoss",
     "SinkhornLog",
+    "UnequalMassError",
+    "UnsupportedMethodError",
     "emd",
     "emd2",
     "linear_sum_assignment",
@@ -15,6 +21,7 @@ __all__ = [
     "sinkhorn2",
     "sinkhorn_divergence",
     "sliced_wasserstein",
+    "sliced_wasserstein_distance",
     "wasserstein",
     "wasserstein_1d",
 ]

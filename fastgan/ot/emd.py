@@ -37,6 +37,8 @@ from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
 from fastgan.ot._checks import float_tensor, mass_tolerance
+from fastgan.ot._compat import ArrayLike, UnequalMassError, array_io, check_threads, external_stacklevel
+from fastgan.ot.sinkhorn import several_histograms
 
 __all__ = ["emd", "emd2", "wasserstein"]
 
@@ -87,7 +89,7 @@ def _check_masses(a: torch.Tensor, b: torch.Tensor, dtype: torch.dtype, count: i
         raise ValueError("`a` or `b` has zero total mass")
     gap = ((mass_a - mass_b).abs() / torch.maximum(mass_a, mass_b)).max()
     if float(gap) > mass_tolerance(dtype, count):
-        raise ValueError(
+        raise UnequalMassError(
             f"`a` and `b` have unequal mass: relative difference {float(gap):.3g} "
             f"(tolerance {mass_tolerance(dtype, count):.3g} for {dtype})"
         )
@@ -117,7 +119,10 @@ class _Solution(NamedTuple):
 
 
 def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
-    """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype)."""
+    """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype).
+
+    ``uniform`` (both sides uniform) with n = m takes the assignment solver;
+    callers pass False where they need the network simplex's duals."""
     batch, n, m = M.shape
     ok = torch.ones(batch, dtype=torch.int32, device=M.device)
     if backend == "reference":
@@ -129,12 +134,9 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
         # Exact assignment: plan = permutation * (mass / n). Its duals are
         # the transport LP's duals as they are (same constraint u_i + v_j <=
         # M_ij; objective (mass / n) (sum u + sum v) = cost); centred as POT does.
-        try:
-            result = linear_sum_assignment(M)
-        except ValueError as err:
-            if "NaN or infinite" in str(err):
-                raise ValueError("`M` contains NaN or infinite values") from err
-            raise
+        if not bool(torch.isfinite(M).all()):
+            raise ValueError("`M` contains NaN or infinite values")
+        result = linear_sum_assignment(M)
         weight = a.double().sum(-1) / n
         shift = (result.v.sum(-1) - result.u.sum(-1)) / (2 * n)
         u = result.u + shift[:, None]
@@ -175,8 +177,11 @@ class _EMDCost(torch.autograd.Function):
         return grad_M, grad_a, grad_b, None
 
 
-def _prepare(a, b, M, numItermax, backend):
-    """Checked (B, n), (B, m), (B, n, m) inputs, whether batched, whether uniform."""
+def _prepare(a, b, M, numItermax, backend, check_marginals: bool = True):
+    """Checked (B, n), (B, m), (B, n, m) inputs, whether batched, whether uniform.
+
+    Without ``check_marginals``, b is scaled to a's mass (POT's
+    ``check_marginals=False``) instead of unequal masses being refused."""
     _check_backend(backend)
     float_tensor(M, "M")
     if M.dim() not in (2, 3):
@@ -199,6 +204,8 @@ def _prepare(a, b, M, numItermax, backend):
         wa = wb.detach().sum(-1, keepdim=True) / n * torch.ones((B, n), dtype=M.dtype, device=M.device)
     elif wb is None:
         wb = wa.detach().sum(-1, keepdim=True) / m * torch.ones((B, m), dtype=M.dtype, device=M.device)
+    if not check_marginals and B > 0:
+        wb = wb * (wa.detach().sum(-1, keepdim=True) / wb.detach().sum(-1, keepdim=True))
     if B > 0:
         _check_masses(wa, wb, M.dtype, n + m)
     return wa, wb, Mb, batched, uniform
@@ -211,8 +218,8 @@ def _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend):
     return _EMDCost.apply(Mb, wa, wb, solution), solution
 
 
-def _report(status: torch.Tensor, stacklevel: int) -> str | None:
-    """Warns (at the user's call, ``stacklevel`` frames up) unless every problem is optimal."""
+def _report(status: torch.Tensor) -> str | None:
+    """Warns (at the user's call) unless every problem is optimal."""
     codes = sorted({int(c) for c in status.tolist()}) if status.numel() else [1]
     bad = [c for c in codes if c != 1]
     if not bad:
@@ -221,14 +228,23 @@ def _report(status: torch.Tensor, stacklevel: int) -> str | None:
         message = "numItermax reached before optimality. Try to increase numItermax."
     else:
         message = f"the solver ended with status {[RESULT_CODES.get(c, c) for c in bad]}"
-    warnings.warn(f"fastgan.ot.emd: {message}", UserWarning, stacklevel=stacklevel)
+    warnings.warn(f"fastgan.ot.emd: {message}", UserWarning, stacklevel=external_stacklevel())
     return message
 
 
-def _run(a, b, M, numItermax, backend, need_plan: bool):
-    wa, wb, Mb, batched, uniform = _prepare(a, b, M, numItermax, backend)
+def _check_pot_options(center_dual: object, numThreads: object) -> None:
+    check_threads(numThreads)
+    if center_dual is not True:
+        raise NotImplementedError(
+            "`center_dual=False` is not offered: fastgan's duals are always centred as POT's "
+            "default centres them (center_dual=True)"
+        )
+
+
+def _run(a, b, M, numItermax, backend, need_plan: bool, check_marginals: bool = True):
+    wa, wb, Mb, batched, uniform = _prepare(a, b, M, numItermax, backend, check_marginals)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
-    warning = _report(sol.status, stacklevel=4)  # _report, _run, emd / emd2, caller
+    warning = _report(sol.status)
     plan = sol.dense_plan(Mb) if need_plan else None
     log = {"cost": cost, "u": sol.u.to(M.dtype), "v": sol.v.to(M.dtype), "warning": warning, "result_code": sol.status}
     if not batched:
@@ -238,28 +254,36 @@ def _run(a, b, M, numItermax, backend, need_plan: bool):
     return cost, plan, log
 
 
+@array_io("M", "a", "b")
 def emd(
-    a: torch.Tensor | None,
-    b: torch.Tensor | None,
-    M: torch.Tensor,
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    M: ArrayLike,
     numItermax: int = 100000,
     log: bool = False,
+    center_dual: bool = True,
+    numThreads: int | str = 1,
+    check_marginals: bool = True,
+    potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
     *,
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
-    r"""Optimal transport plan, POT's ``ot.emd`` (batched).
+    r"""Optimal transport plan, POT's ``ot.emd`` (numpy or torch, batched).
 
     .. math:: \Gamma^\star = \arg\min_{\Gamma \ge 0,\ \Gamma 1 = a,\ \Gamma^\top 1 = b} \langle \Gamma, M \rangle
 
     Args:
         a: source weights ``(n,)``, or ``(B, n)`` for a batch (``(n,)`` is
-            shared by every problem); None or an empty tensor means uniform.
-            Non-negative; zero weights are allowed.
+            shared by every problem); None, ``[]`` or an empty tensor means
+            uniform. Non-negative; zero weights are allowed.
         b: target weights ``(m,)`` / ``(B, m)``, same mass as ``a`` (relative
             difference at most 1e-6 in float64, about sqrt(n + m) ulps
-            otherwise); b is scaled to a's mass, as POT does.
+            otherwise, else :class:`UnequalMassError`, a ValueError and an
+            AssertionError as POT raises); b is scaled to a's mass, as POT does.
         M: cost ``(n, m)`` or ``(B, n, m)``, float32 or float64, finite.
-            Weights are cast to M's dtype.
+            Weights are cast to M's dtype. numpy arrays and lists give numpy
+            results, tensors give tensors (POT's rule). Sparse matrices are
+            refused (TypeError).
         numItermax: network-simplex pivots per problem before giving up
             (POT's default); a ``UserWarning`` and result code 3 then say
             so, and the plan is the simplex's current one (mass it has not
@@ -267,50 +291,84 @@ def emd(
         log: also return a dict with ``cost``, the dual potentials ``u``,
             ``v`` (u_i + v_j <= M_ij, equality on the plan's support, centred
             so that a.u = b.v as POT centres them), ``warning`` (None or a
-            message) and ``result_code`` (POT's codes: 1 optimal).
+            message) and
+            ``result_code`` (POT's codes: 1 optimal).
+        center_dual: only True (POT's default).
+        numThreads: accepted for POT's signature (a positive int or "max");
+            the problems of a batch share torch's thread pool.
+        check_marginals: False scales b to a's mass without checking, as POT.
+        potentials_init: accepted for POT's signature and unused (a warm
+            start changes POT's running time, not its result).
         backend: ``"auto"``: the assignment solver for uniform weights with
-            n = m, else fastgan's network simplex (C++, CPU);
-            ``"reference"``: :func:`fastgan.reference.emd` (SciPy's HiGHS
-            simplex, one problem at a time).
+            n = m, else fastgan's network
+            simplex (C++, CPU); ``"reference"``: :func:`fastgan.reference.emd`
+            (SciPy's HiGHS simplex, one problem at a time).
 
     Returns:
         The plan ``(n, m)`` / ``(B, n, m)`` in M's dtype (and the log dict).
         The plan is not differentiable (piecewise constant); differentiate
         :func:`emd2` for the cost.
 
+    Duals: where the optimal duals are unique they are POT's. Where they are
+    not (degenerate problems; always for uniform weights with n = m, an
+    assignment) fastgan returns an optimal pair, centred as POT centres
+    them, that may differ from POT's: the assignment solver's, or the
+    network simplex's, whose pivoting differs from POT's on ties. Both are
+    subgradients of the cost in (a, b) (it is convex and not differentiable
+    there), so :func:`emd2`'s gradients in a and b may differ from POT's on
+    such problems (its gradient in M, the plan, agrees wherever the plan is
+    unique).
+
     Raises:
         ValueError: shapes that do not match, empty ``M``, negative or
             non-finite weights, unequal masses, NaN / Inf in ``M``.
-        TypeError: non-tensor or non-floating inputs.
+        TypeError: non-floating or sparse inputs.
     """
-    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=True)
+    _check_pot_options(center_dual, numThreads)
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=True, check_marginals=check_marginals)
     return (plan, info) if log else plan
 
 
+@array_io("M", "a", "b")
 def emd2(
-    a: torch.Tensor | None,
-    b: torch.Tensor | None,
-    M: torch.Tensor,
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    M: ArrayLike,
+    processes: int = 1,
     numItermax: int = 100000,
     log: bool = False,
+    return_matrix: bool = False,
+    center_dual: bool = True,
+    numThreads: int | str = 1,
+    check_marginals: bool = True,
+    potentials_init: tuple[ArrayLike, ArrayLike] | None = None,
     *,
     backend: str = "auto",
 ) -> torch.Tensor | tuple[torch.Tensor, dict[str, Any]]:
-    r"""Optimal transport cost :math:`\langle \Gamma^\star, M \rangle`, POT's ``ot.emd2`` (batched).
+    r"""Optimal transport cost :math:`\langle \Gamma^\star, M \rangle`, POT's ``ot.emd2`` (numpy or torch, batched).
 
-    Arguments as :func:`emd`. Returns the cost ``()`` / ``(B,)`` in M's
-    dtype (computed in float64), and with ``log=True`` the dict of
-    :func:`emd` plus ``plan``.
+    Arguments as :func:`emd`, in POT's order; ``processes`` is accepted and
+    unused (as in POT), ``return_matrix`` adds the plan to the log as ``G``
+    (POT's key; fastgan's log always has it as ``plan``). ``b`` of shape
+    ``(m, k)`` with a 2-D ``M`` gives k costs, as POT. Returns the cost
+    ``()`` / ``(B,)`` in M's dtype (computed in float64), and with
+    ``log=True`` the dict of :func:`emd` plus ``plan``.
 
     Differentiable once (torch.autograd): :math:`\partial/\partial M = \Gamma^\star`,
     :math:`\partial/\partial a = u - \mathrm{mean}(u)`, :math:`\partial/\partial b = v -
-    \mathrm{mean}(v)`, POT's gradients. Higher derivatives are those of
+    \mathrm{mean}(v)`, POT's gradients (with another optimal pair of duals
+    on degenerate problems: see :func:`emd`). Higher derivatives are those of
     the cost with the plan and duals held fixed: zero, which is exact
     wherever the optimal basis is unique.
     """
-    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=log)
+    _check_pot_options(center_dual, numThreads)
+    positive_int(processes, "processes")
+    a, b, M, _histograms = several_histograms(a, b, M)
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=log, check_marginals=check_marginals)
     if log:
         info["plan"] = plan
+        if return_matrix:
+            info["G"] = plan
         return cost, info
     return cost
 
@@ -373,7 +431,7 @@ def wasserstein(
         M = dist.square() if p == 2.0 else dist.pow(p)
     wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
-    _report(sol.status, stacklevel=3)  # _report, wasserstein, caller
+    _report(sol.status)
     if sol.cols is not None:
         # The assignment's support: (b, i, sigma(i)), weight mass / n each.
         B, n = sol.cols.shape

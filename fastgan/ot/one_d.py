@@ -15,13 +15,18 @@ same walk.
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Callable
+
+import numpy as np
 import torch
 
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot._checks import check_finite, check_weights
+from fastgan.ot._compat import NUMPY_CALL, ArrayLike, array_io
 
-__all__ = ["sliced_wasserstein", "wasserstein_1d"]
+__all__ = ["sliced_wasserstein", "sliced_wasserstein_distance", "wasserstein_1d"]
 
 BACKENDS = ("auto", "reference")
 
@@ -45,13 +50,15 @@ def _check_reference_input(u, v, wu, wv) -> None:
         check_weights(wu, wv, ("u_weights", "v_weights"))
 
 
+@array_io("u_values", "v_values", "u_weights", "v_weights")
 def wasserstein_1d(
-    u_values: torch.Tensor,
-    v_values: torch.Tensor,
-    u_weights: torch.Tensor | None = None,
-    v_weights: torch.Tensor | None = None,
+    u_values: ArrayLike,
+    v_values: ArrayLike,
+    u_weights: ArrayLike | None = None,
+    v_weights: ArrayLike | None = None,
     p: float = 1.0,
     require_sort: bool = True,
+    return_plans: bool = False,
     *,
     backend: str = "auto",
 ) -> torch.Tensor:
@@ -66,12 +73,15 @@ def wasserstein_1d(
         u_values: ``(n,)`` or ``(n, ...)``: samples along dim 0, batched over
             the trailing dimensions (POT's layout); float32 or float64.
         v_values: ``(m,)`` or ``(m, ...)`` with the same trailing shape.
-        u_weights, v_weights: non-negative weights shaped like the values;
-            None means uniform. Each problem's two masses must agree
+            numpy arrays and lists give numpy results, tensors give tensors.
+        u_weights, v_weights: non-negative weights shaped like the values,
+            or with fewer (leading) dimensions, repeated over the others as
+            POT does (``(n,)`` weights with ``(n, k)`` values); None means uniform. Each problem's two masses must agree
             (relative difference at most about 1e-6, looser for float32 and
             many atoms); they need not be 1.
         p: the ground-cost exponent, >= 1.
         require_sort: accepted for POT compatibility; fastgan always sorts.
+        return_plans: only False (the plans are not returned).
         backend: ``"auto"`` (fastgan's op: the C++ kernel on the CPU; on
             CUDA, torch's sort, cumsum and searchsorted kernels with the
             same gradients) or ``"reference"`` (the pure-PyTorch reference
@@ -90,6 +100,8 @@ def wasserstein_1d(
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
+    if return_plans:
+        raise NotImplementedError("`return_plans` is not offered: fastgan.ot.wasserstein_1d returns the costs only")
     p = positive(p, "p")
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
@@ -111,6 +123,8 @@ def wasserstein_1d(
             continue
         if not isinstance(w, torch.Tensor):
             raise TypeError(f"`{name}` must be a Tensor, got {type(w).__name__}")
+        if w.dim() < values.dim() and w.shape == values.shape[: w.dim()]:
+            w = w.reshape(*w.shape, *([1] * (values.dim() - w.dim()))).expand(values.shape)
         if w.shape != values.shape:
             raise ValueError(f"`{name}` has shape {tuple(w.shape)} but its values have {tuple(values.shape)}")
         if w.dtype != u.dtype or w.device != u.device:
@@ -136,6 +150,30 @@ def wasserstein_1d(
     return cost.reshape(batch)
 
 
+def _check_clouds(x: object, y: object, names: tuple[str, str]) -> None:
+    for t, name in zip((x, y), names):
+        if not isinstance(t, torch.Tensor) or t.dim() not in (2, 3):
+            raise ValueError(f"`{name}` must be a (n, d) or (B, n, d) Tensor")
+    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
+        raise ValueError(
+            f"`{names[0]}` {tuple(x.shape)} and `{names[1]}` {tuple(y.shape)} must share batch and feature dimensions"
+        )
+
+
+def _projected_costs(x, y, a, b, theta, p: float, backend: str) -> torch.Tensor:
+    """:math:`W_p^p` of every projection: ``(..., P)`` for directions ``theta`` ``(d, P)``."""
+    # (..., n, P) -> (n, ..., P): samples first, as wasserstein_1d takes them.
+    xp = torch.movedim(x @ theta, -2, 0)
+    yp = torch.movedim(y @ theta, -2, 0)
+
+    def weights(w, proj):
+        if w is None:
+            return None
+        return torch.movedim(w, -1, 0).unsqueeze(-1).expand(proj.shape)
+
+    return wasserstein_1d(xp, yp, weights(a, xp), weights(b, yp), p=p, backend=backend)
+
+
 def sliced_wasserstein(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -151,7 +189,8 @@ def sliced_wasserstein(
 
     :math:`\theta` uniform on the unit sphere (``n_projections`` draws from
     ``generator``), each projected problem solved exactly by
-    :func:`wasserstein_1d`; POT's ``ot.sliced_wasserstein_distance``.
+    :func:`wasserstein_1d`. (POT's signature and seeding:
+    :func:`sliced_wasserstein_distance`.)
 
     Args:
         x: ``(n, d)`` or batched ``(B, n, d)``; y: ``(m, d)`` / ``(B, m, d)``.
@@ -161,25 +200,89 @@ def sliced_wasserstein(
         ``()`` or ``(B,)``; differentiable with respect to x, y (and weights).
     """
     n_projections = positive_int(n_projections, "n_projections")
-    for t, name in ((x, "x"), (y, "y")):
-        if not isinstance(t, torch.Tensor) or t.dim() not in (2, 3):
-            raise ValueError(f"`{name}` must be a (n, d) or (B, n, d) Tensor")
-    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
-        raise ValueError(f"`x` {tuple(x.shape)} and `y` {tuple(y.shape)} must share batch and feature dimensions")
+    _check_clouds(x, y, ("x", "y"))
     device = generator.device if generator is not None else x.device
     theta = torch.randn(x.shape[-1], n_projections, generator=generator, device=device, dtype=x.dtype)
     theta = (theta / torch.linalg.vector_norm(theta, dim=0, keepdim=True)).to(x.device)
-    # (..., n, P) -> (n, ..., P): samples first, as wasserstein_1d takes them.
-    xp = torch.movedim(x @ theta, -2, 0)
-    yp = torch.movedim(y @ theta, -2, 0)
-
-    def weights(w, proj):
-        if w is None:
-            return None
-        return torch.movedim(w, -1, 0).unsqueeze(-1).expand(proj.shape)
-
-    cost = wasserstein_1d(xp, yp, weights(a, xp), weights(b, yp), p=p, backend=backend)
+    cost = _projected_costs(x, y, a, b, theta, p, backend)
     return cost.mean(-1).pow(1.0 / p)
+
+
+def _pot_projections(d: int, count: int, seed: object, like: torch.Tensor) -> torch.Tensor:
+    """Directions ``(d, count)`` drawn as POT draws them: numpy's RandomState
+    for numpy inputs, a torch generator on the inputs' device for tensors."""
+    if NUMPY_CALL.get():
+        if isinstance(seed, np.random.RandomState):
+            draws = seed.randn(d, count)
+        elif seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+            draws = np.random.RandomState(seed).randn(d, count)
+        else:
+            raise TypeError(f"`seed` must be None, an int or a numpy RandomState, got {type(seed).__name__}")
+        theta = torch.from_numpy(draws).to(like.dtype)
+    else:
+        if isinstance(seed, torch.Generator):
+            generator = seed
+        elif seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+            generator = None if seed is None else torch.Generator(like.device).manual_seed(int(seed))
+        else:
+            raise TypeError(f"`seed` must be None, an int or a torch.Generator, got {type(seed).__name__}")
+        theta = torch.randn((d, count), dtype=like.dtype, generator=generator, device=like.device)
+    return theta / torch.sqrt((theta**2).sum(0, keepdim=True))
+
+
+@array_io("X_s", "X_t", "a", "b", "projections")
+def sliced_wasserstein_distance(
+    X_s: ArrayLike,
+    X_t: ArrayLike,
+    a: ArrayLike | None = None,
+    b: ArrayLike | None = None,
+    n_projections: int = 50,
+    p: float = 2,
+    projections: ArrayLike | None = None,
+    seed: int | np.random.RandomState | torch.Generator | None = None,
+    log: bool = False,
+    scaler: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    *,
+    backend: str = "auto",
+):
+    r"""POT's ``ot.sliced_wasserstein_distance``: :math:`\big(\tfrac1P \sum_k W_p^p(\theta_k^\top X_s, \theta_k^\top X_t)\big)^{1/p}`.
+
+    Args:
+        X_s: ``(n, d)`` (or fastgan's batch ``(B, n, d)``); X_t: ``(m, d)`` / ``(B, m, d)``.
+            numpy arrays give numpy results, tensors give tensors.
+        a, b: weights ``(n,)``, ``(m,)`` (None: uniform).
+        n_projections: P, the number of random directions (POT's default 50).
+        p: the ground-cost exponent, >= 1.
+        projections: ``(d, P)`` directions to use instead of random ones
+            (``n_projections`` and ``seed`` are then unused).
+        seed: None, an int, or a generator: with numpy inputs the directions
+            are ``RandomState(seed).randn(d, P)`` normalised (a RandomState
+            is used as it is), with tensors ``torch.randn`` from a generator
+            seeded with ``seed`` on the inputs' device (a torch.Generator is
+            used as it is): the same directions as POT draws for the same seed.
+        log: also return ``{"projections": (d, P), "projected_emds": (..., P)}``.
+        scaler: None, an object with ``.transform`` or a callable, applied to
+            both clouds first (POT's preprocessing).
+        backend: as in :func:`wasserstein_1d`.
+
+    Returns:
+        ``()`` (or ``(B,)``), and the log. Differentiable once with respect
+        to the points and weights.
+    """
+    if scaler is not None:
+        transform = scaler.transform if hasattr(scaler, "transform") else scaler
+        if not callable(transform):
+            raise TypeError(f"`scaler` must be callable or have .transform, got {type(scaler).__name__}")
+        X_s, X_t = transform(X_s), transform(X_t)
+    _check_clouds(X_s, X_t, ("X_s", "X_t"))
+    if projections is None:
+        n_projections = positive_int(n_projections, "n_projections")
+        projections = _pot_projections(X_s.shape[-1], n_projections, seed, X_s)
+    elif projections.dim() != 2 or projections.shape[0] != X_s.shape[-1]:
+        raise ValueError(f"`projections` must have shape ({X_s.shape[-1]}, P), got {tuple(projections.shape)}")
+    costs = _projected_costs(X_s, X_t, a, b, projections, p, backend)
+    value = costs.mean(-1).pow(1.0 / p)
+    return (value, {"projections": projections, "projected_emds": costs}) if log else value
 
 
 def _result_fake(u, v, wu, wv, p, with_grad):

@@ -31,10 +31,18 @@ import math
 import warnings
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
 from fastgan.ot._checks import check_finite, check_weights, float_tensor
+from fastgan.ot._compat import (
+    ArrayLike,
+    ConvergenceWarning,
+    UnsupportedMethodError,
+    array_io,
+    external_stacklevel,
+)
 
 __all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence"]
 
@@ -42,10 +50,40 @@ BACKENDS = ("auto", "reference")
 
 
 class SinkhornLog(dict):
-    """``log=True`` extras: ``log_u``, ``log_v`` (POT's log-scalings: the
-    potentials are ``reg * log_u``, ``reg * log_v``), ``niter`` (POT's
-    index of the last iteration), ``err`` (last column-marginal error),
-    ``converged`` (bool)."""
+    r"""``log=True`` extras, under POT's keys: ``u``, ``v`` (the scalings,
+    :math:`\pi = \operatorname{diag}(u) e^{-M/\text{reg}} \operatorname{diag}(v)`,
+    as the chosen method's iteration has them: with ``method="sinkhorn"``
+    POT's Sinkhorn-Knopp scalings, u / n and v * n of the log domain's),
+    ``log_u``, ``log_v`` (the log domain's scalings, as POT's
+    ``"sinkhorn_log"`` reports them: the potentials are ``reg * log_u``,
+    ``reg * log_v``), ``niter`` (the index of the last iteration, as POT
+    counts), ``err`` (a one-element list: the last column-marginal error;
+    POT lists every check's), and fastgan's ``converged`` (bool)."""
+
+
+#: The methods that run POT's Sinkhorn-Knopp iteration (the log-domain
+#: kernel computes the same iterates without overflow), and those refused
+#: with the name of the one to use instead.
+SAME_ITERATION = ("sinkhorn", "sinkhorn_log", "log")
+NOT_OFFERED = {
+    "sinkhorn_stabilized": "method='sinkhorn_log' (the log-domain iteration needs no absorption)",
+    "sinkhorn_epsilon_scaling": "method='sinkhorn_log', or fastgan.ot.sinkhorn_divergence for eps-scaling between point clouds",
+    "greenkhorn": "method='sinkhorn_log'",
+    "screenkhorn": "method='sinkhorn_log'",
+}
+
+
+def _method(method: object) -> None:
+    if not isinstance(method, str):
+        raise TypeError(f"`method` must be a str, got {type(method).__name__}")
+    if method.lower() in SAME_ITERATION:
+        return
+    hint = NOT_OFFERED.get(method.lower())
+    if hint is not None:
+        raise UnsupportedMethodError(f"`method`={method!r} is not offered by fastgan; use {hint}")
+    raise UnsupportedMethodError(
+        f"`method` must be one of {SAME_ITERATION} (POT's Sinkhorn-Knopp iteration), got {method!r}"
+    )
 
 
 def _weights(w, count: int, batch: tuple[int, ...], like: torch.Tensor, name: str) -> torch.Tensor:
@@ -62,20 +100,38 @@ def _weights(w, count: int, batch: tuple[int, ...], like: torch.Tensor, name: st
     return w
 
 
-def _solve(a, b, M, reg, method, max_iter, tol, backend):
-    """Checks the POT-style arguments and runs the solver: (squeeze, results)."""
+def several_histograms(a, b, M):
+    """POT's several targets: ``b`` (m, k) with ``M`` (n, m) become k problems
+    ``a`` (k, n), ``b`` (k, m), ``M`` (k, n, m); else the inputs unchanged.
+    Returns (a, b, M, k or None)."""
+    if not (isinstance(M, torch.Tensor) and M.dim() == 2 and isinstance(b, torch.Tensor) and b.dim() == 2):
+        return a, b, M, None
+    n, m = M.shape
+    if b.shape[0] != m:
+        raise ValueError(f"`b` must have shape ({m},), or ({m}, k) for k target histograms, got {tuple(b.shape)}")
+    k = b.shape[1]
+    if isinstance(a, torch.Tensor) and a.numel():
+        if a.shape != (n,):
+            raise ValueError(f"`a` must have shape ({n},) with several target histograms, got {tuple(a.shape)}")
+        a = a.expand(k, n)
+    else:
+        a = None if a is None or not isinstance(a, torch.Tensor) else a
+    return a, b.T, M.expand(k, n, m), k
+
+
+def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
+    """Checks the POT-style arguments and runs the solver: (squeeze, M3, a3, b3, reg, results)."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    if method not in ("log", "sinkhorn_log"):
-        raise ValueError(f"`method` must be 'log' (POT's 'sinkhorn_log'), got {method!r}")
+    _method(method)
     M = float_tensor(M, "M")
     if M.dim() not in (2, 3):
         raise ValueError(f"`M` must have shape (n, m) or (B, n, m), got {tuple(M.shape)}")
     if M.shape[-1] == 0 or M.shape[-2] == 0:
         raise ValueError(f"`M` must have n, m >= 1, got {tuple(M.shape)}")
     reg = positive(reg, "reg")
-    max_iter = positive_int(max_iter, "max_iter")
-    tol = positive(tol, "tol", allow_zero=True)
+    max_iter = positive_int(max_iter, "numItermax")
+    tol = positive(tol, "stopThr", allow_zero=True)
     squeeze = M.dim() == 2
     M3 = M.unsqueeze(0) if squeeze else M
     batch = tuple(M3.shape[:1])
@@ -88,107 +144,260 @@ def _solve(a, b, M, reg, method, max_iter, tol, backend):
     # the mass: a tighter tol would only spin to max_iter.
     mass = float(b3.detach().sum(-1).max()) if b3.numel() else 1.0
     tol = max(tol, 64 * torch.finfo(M.dtype).eps * mass) if M.dtype == torch.float32 else tol
-    if backend == "reference":
-        from fastgan import reference
+    with torch.no_grad():
+        a_in, b_in, M_in = a3.detach(), b3.detach(), M3.detach().contiguous()
+        if backend == "reference":
+            from fastgan import reference
 
-        check_finite(M3, "M")
-        out = reference.sinkhorn_log(a3, b3, M3, reg, max_iter, tol)
-    else:
-        _library.require_kernel("sinkhorn_log", M.device)
-        out = torch.ops.fastgan.sinkhorn_log.default(a3, b3, M3, reg, max_iter, tol)
-    log_u, log_v, cost, n_iter, err, converged = out
-    if converged.numel() and not bool(converged.all()):
+            check_finite(M_in, "M")
+            out = reference.sinkhorn_log(a_in, b_in, M_in, reg, max_iter, tol)
+        else:
+            _library.require_kernel("sinkhorn_log", M.device)
+            out = torch.ops.fastgan.sinkhorn_log.default(a_in, b_in, M_in, reg, max_iter, tol)
+    converged = out[5]
+    if warn and converged.numel() and not bool(converged.all()):
         bad = int((~converged).sum())
         warnings.warn(
-            f"sinkhorn did not converge: {bad} of {converged.numel()} problems kept a marginal "
-            f"error above tol={tol:.3g} after max_iter={max_iter} iterations; increase "
-            "`max_iter` or `reg`",
-            RuntimeWarning,
-            stacklevel=3,
+            f"Sinkhorn did not converge: {bad} of {converged.numel()} problems kept a marginal "
+            f"error above stopThr={tol:.3g} after numItermax={max_iter} iterations; increase "
+            "`numItermax` or `reg`",
+            ConvergenceWarning,
+            stacklevel=external_stacklevel(),
         )
-    return squeeze, M3, reg, out
+    return squeeze, M3, a3, b3, reg, out
 
 
-def _log_dict(squeeze: bool, out) -> SinkhornLog:
+def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> SinkhornLog:
     log_u, log_v, _cost, n_iter, err, converged = out
-    pick = (lambda t: t[0]) if squeeze else (lambda t: t)
+    # POT's Sinkhorn-Knopp starts from u = 1/n where the log domain starts
+    # from log u = 0: every iterate's scalings differ by that factor.
+    shift = math.log(log_u.shape[-1]) if method.lower() == "sinkhorn" else 0.0
+    if squeeze:
+        log_u, log_v, n_iter, err, converged = log_u[0], log_v[0], n_iter[0], err[0], converged[0]
+    elif histograms is not None:  # POT's layout: (n, k) and (m, k)
+        log_u, log_v = log_u.T, log_v.T
     return SinkhornLog(
-        log_u=pick(log_u), log_v=pick(log_v), niter=pick(n_iter), err=pick(err), converged=pick(converged)
+        u=(log_u - shift).exp(), v=(log_v + shift).exp(), log_u=log_u, log_v=log_v,
+        niter=n_iter, err=[err], converged=converged,
     )
 
 
+def _verbose(out) -> None:
+    n_iter, err = out[3], out[4]
+    for k in range(n_iter.numel()):
+        print(f"sinkhorn problem {k}: {int(n_iter[k])} iterations, marginal error {float(err[k]):.6e}")
+
+
+def _resolve_aliases(numItermax: int, stopThr: float, max_iter: int | None, tol: float | None):
+    """fastgan's earlier names ``max_iter`` / ``tol`` for POT's ``numItermax`` / ``stopThr``."""
+    if max_iter is not None:
+        numItermax = positive_int(max_iter, "max_iter")
+    if tol is not None:
+        stopThr = positive(tol, "tol", allow_zero=True)
+    return numItermax, stopThr
+
+
+def _check_warmstart(warmstart: object) -> None:
+    if warmstart is not None:
+        raise NotImplementedError(
+            "`warmstart` is not offered: fastgan's Sinkhorn starts from zero potentials "
+            "(pass warmstart=None)"
+        )
+
+
+@array_io("M", "a", "b")
 def sinkhorn(
-    a: torch.Tensor | None,
-    b: torch.Tensor | None,
-    M: torch.Tensor,
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    M: ArrayLike,
     reg: float,
-    *,
-    method: str = "log",
-    max_iter: int = 1000,
-    tol: float = 1e-9,
+    method: str = "sinkhorn",
+    numItermax: int = 1000,
+    stopThr: float = 1e-9,
+    verbose: bool = False,
     log: bool = False,
+    warn: bool = True,
+    warmstart: None = None,
+    *,
+    max_iter: int | None = None,
+    tol: float | None = None,
     backend: str = "auto",
 ):
-    r"""The entropic transport plan, POT's ``ot.sinkhorn(a, b, M, reg, method="sinkhorn_log")``.
+    r"""The entropic transport plan, POT's ``ot.sinkhorn`` (numpy or torch, batched).
 
     .. math:: \pi = \operatorname{diag}(u)\, e^{-M / \text{reg}} \operatorname{diag}(v),
         \quad \log v \leftarrow \log b - \mathrm{LSE}_i(\log u_i - M_{ij}/\text{reg}),
         \quad \log u \leftarrow \log a - \mathrm{LSE}_j(\log v_j - M_{ij}/\text{reg})
 
     POT's iteration order and stopping rule: after iterations 0, 10, 20, ...
-    stop once :math:`\|\pi^\top 1 - b\|_2 <` ``tol``; each problem of a
+    stop once :math:`\|\pi^\top 1 - b\|_2 <` ``stopThr``; each problem of a
     batch stops on its own.
 
     Args:
-        a: ``(n,)`` or ``(B, n)`` non-negative weights; None (or empty) for uniform.
-        b: ``(m,)`` or ``(B, m)``, the same mass as ``a`` (else ValueError).
+        a: ``(n,)`` or ``(B, n)`` non-negative weights; None or ``[]`` for uniform.
+        b: ``(m,)`` or ``(B, m)``, the same mass as ``a`` (else ValueError);
+            or, with a 2-D ``M``, ``(m, k)``: k target histograms, as POT, and
+            the result is then the k costs (POT's ``ot.sinkhorn`` does the same).
         M: cost ``(n, m)`` or ``(B, n, m)``, float32 or float64, finite.
-        reg: the entropic regularisation :math:`\varepsilon > 0`.
-        method: ``"log"`` (also accepted: POT's name ``"sinkhorn_log"``).
-        max_iter, tol: POT's ``numItermax`` and ``stopThr``. In float32 tol
-            is raised to 64 float32 epsilons of the mass (what float32 can
-            resolve); a problem that does not converge raises a
-            RuntimeWarning and has ``converged=False`` in the log.
-        log: also return a :class:`SinkhornLog`.
+            numpy arrays and lists give numpy results; tensors give tensors.
+        reg: the entropic regularisation :math:`\varepsilon > 0` (``reg=0``
+            is refused: the exact problem is :func:`fastgan.ot.emd`).
+        method: ``"sinkhorn"`` (POT's default), ``"sinkhorn_log"`` or
+            fastgan's ``"log"``: the same iteration, run in the log domain.
+            ``"sinkhorn_stabilized"``, ``"sinkhorn_epsilon_scaling"``,
+            ``"greenkhorn"``, ``"screenkhorn"`` raise
+            :class:`UnsupportedMethodError` (a NotImplementedError).
+        numItermax, stopThr: POT's iteration cap and tolerance (also under
+            fastgan's names ``max_iter``, ``tol``). In float32 the tolerance is
+            raised to 64 float32 epsilons of the mass (what float32 can
+            resolve).
+        verbose: print each problem's iteration count and final error.
+        log: also return a :class:`SinkhornLog` (POT's keys).
+        warn: a problem that reaches ``numItermax`` raises a
+            :class:`ConvergenceWarning` (a UserWarning); ``warn=False``
+            silences it. True by default in :func:`sinkhorn2` too, where POT
+            0.9.7 defaults to False: a cost that did not converge is not
+            reported silently.
+        warmstart: only None.
         backend: ``"auto"`` (fastgan's kernels: C++ on the CPU, Triton on CUDA) or
             ``"reference"`` (PyTorch).
 
     Returns:
-        the plan ``(n, m)`` / ``(B, n, m)`` (and the log). Not differentiable:
-        for gradients use :func:`sinkhorn_divergence`.
+        the plan ``(n, m)`` / ``(B, n, m)`` (and the log). The plan is not
+        differentiable; :func:`sinkhorn2` is.
     """
-    squeeze, M3, reg, out = _solve(a, b, M, reg, method, max_iter, tol, backend)
+    numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
+    _check_warmstart(warmstart)
+    a, b, M, histograms = several_histograms(a, b, M)
+    if histograms is not None:
+        return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend)
+    squeeze, M3, _a3, _b3, reg, out = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    if verbose:
+        _verbose(out)
     log_u, log_v = out[0], out[1]
     plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M3.detach() / reg)
     plan = plan[0] if squeeze else plan
-    return (plan, _log_dict(squeeze, out)) if log else plan
+    return (plan, _log_dict(squeeze, None, out, method)) if log else plan
 
 
+@array_io("M", "a", "b")
 def sinkhorn2(
-    a: torch.Tensor | None,
-    b: torch.Tensor | None,
-    M: torch.Tensor,
+    a: ArrayLike | None,
+    b: ArrayLike | None,
+    M: ArrayLike,
     reg: float,
-    *,
-    method: str = "log",
-    max_iter: int = 1000,
-    tol: float = 1e-9,
+    method: str = "sinkhorn",
+    numItermax: int = 1000,
+    stopThr: float = 1e-9,
+    verbose: bool = False,
     log: bool = False,
+    warn: bool = True,
+    warmstart: None = None,
+    *,
+    max_iter: int | None = None,
+    tol: float | None = None,
     backend: str = "auto",
 ):
-    r"""The cost :math:`\langle \pi, M \rangle` at the entropic optimum, POT's ``ot.sinkhorn2``.
+    r"""The transport cost :math:`L = \langle \pi, M \rangle` of the entropic plan, POT's ``ot.sinkhorn2``.
 
     Same arguments as :func:`sinkhorn` (POT's value convention: the
-    transport cost of the entropic plan, without the entropy term). The cost
-    is summed in float64 while the plan is streamed, never stored.
+    transport cost of the entropic plan, without the entropy term); ``b``
+    of shape ``(m, k)`` gives k costs. The cost is summed in float64 while
+    the plan is streamed.
+
+    Differentiable once with respect to ``M`` (and through it to the points
+    that built it), ``a`` and ``b``: the exact derivative of :math:`L` at
+    the computed plan, which is what POT's torch backend obtains by
+    backpropagating through its iterations once they have converged. With
+    :math:`\pi = e^{(f \oplus g - M)/\varepsilon}`, the marginal
+    constraints :math:`\pi 1 = a`, :math:`\pi^\top 1 = b` define
+    :math:`f, g` implicitly; the adjoint :math:`(\lambda_f, \lambda_g)` solves
+
+    .. math:: a \odot \lambda_f + \pi \lambda_g = -(\pi \odot M) 1, \qquad
+        \pi^\top \lambda_f + b \odot \lambda_g = -(\pi \odot M)^\top 1
+
+    (one (m, m) linear solve per problem, in float64), and
+
+    .. math:: \frac{\partial L}{\partial M_{ij}} = \pi_{ij}
+        \Big(1 - \frac{M_{ij} + \lambda_{f,i} + \lambda_{g,j}}{\varepsilon}\Big), \quad
+        \frac{\partial L}{\partial a} = -\lambda_f + \overline{\lambda_f}, \quad
+        \frac{\partial L}{\partial b} = -\lambda_g + \overline{\lambda_g}.
+
+    The weights' gradients are centred, as for :func:`fastgan.ot.emd2`: only
+    changes that keep the masses equal are meaningful. (The plan
+    :math:`\pi` itself is the gradient of the entropic objective
+    :math:`\langle \pi, M \rangle + \varepsilon \mathrm{KL}`, not of this cost.)
+    Higher derivatives are not supported (an error, not zeros).
 
     Returns:
-        ``()`` or ``(B,)`` in M's dtype (and the log with ``log=True``). Not
-        differentiable (use :func:`sinkhorn_divergence` for gradients).
+        ``()`` or ``(B,)`` (``(k,)`` for k histograms) in M's dtype (and the
+        log with ``log=True``).
     """
-    squeeze, _M3, _reg, out = _solve(a, b, M, reg, method, max_iter, tol, backend)
-    cost = out[2][0] if squeeze else out[2]
-    return (cost, _log_dict(squeeze, out)) if log else cost
+    numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
+    _check_warmstart(warmstart)
+    a, b, M, histograms = several_histograms(a, b, M)
+    squeeze, M3, a3, b3, reg, out = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    if verbose:
+        _verbose(out)
+    cost = _SinkhornCost.apply(M3, a3, b3, out[0], out[1], out[2], reg)
+    cost = cost[0] if squeeze else cost
+    return (cost, _log_dict(squeeze, histograms, out, method)) if log else cost
+
+
+class _SinkhornCost(torch.autograd.Function):
+    """Attaches the implicit derivatives of the cost (see :func:`sinkhorn2`) to a solved problem."""
+
+    @staticmethod
+    def forward(ctx, M, a, b, log_u, log_v, cost, reg):
+        ctx.reg = reg
+        ctx.save_for_backward(M.detach(), b.detach(), log_u, log_v)
+        return cost.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_cost):
+        M, b, log_u, log_v = (t.double() for t in ctx.saved_tensors)
+        grad_M, lam_f, lam_g = cost_adjoint(M, b, log_u, log_v, ctx.reg)
+        g = grad_cost.double()
+        dtype = grad_cost.dtype
+        grads = [None] * 7
+        if ctx.needs_input_grad[0]:
+            grads[0] = (grad_M * g[:, None, None]).to(dtype)
+        if ctx.needs_input_grad[1]:
+            grads[1] = (-(lam_f - lam_f.mean(-1, keepdim=True)) * g[:, None]).to(dtype)
+        if ctx.needs_input_grad[2]:
+            grads[2] = (-(lam_g - lam_g.mean(-1, keepdim=True)) * g[:, None]).to(dtype)
+        return tuple(grads)
+
+
+def cost_adjoint(M, b, log_u, log_v, reg: float):
+    r"""The derivative of :math:`\langle \pi, M \rangle` in M and the adjoint (\lambda_f, \lambda_g).
+
+    All (B, ...) float64. Works with the conditional plans
+    :math:`Q = \pi / a` (rows) and :math:`R = \pi / b` (columns), softmaxes
+    that stay defined for zero weights, so the adjoint system divided by the
+    weights reads :math:`\lambda_f = -h - Q\lambda_g`,
+    :math:`(I - R^\top Q)\lambda_g = R^\top h - c` with
+    :math:`h = (Q \odot M) 1`, :math:`c = (R \odot M)^\top 1`. :math:`R^\top Q`
+    is stochastic with stationary distribution b / sum(b); adding
+    :math:`1 b^\top / \sum b` removes its null direction (the solution with
+    :math:`b^\top \lambda_g = 0`; any other differs by a constant that the
+    centring of the gradients removes).
+    """
+    scaled = M / reg
+    plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - scaled)
+    Q = torch.softmax(log_v.unsqueeze(1) - scaled, dim=2)
+    R = torch.softmax(log_u.unsqueeze(2) - scaled, dim=1)
+    h = (Q * M).sum(2)
+    c = (R * M).sum(1)
+    m = M.shape[2]
+    pi = b / b.sum(-1, keepdim=True)
+    system = torch.eye(m, dtype=M.dtype, device=M.device) - R.transpose(1, 2) @ Q + pi.unsqueeze(1)
+    rhs = (R.transpose(1, 2) @ h.unsqueeze(2)).squeeze(2) - c
+    lam_g = torch.linalg.solve(system, rhs)
+    lam_f = -h - (Q @ lam_g.unsqueeze(2)).squeeze(2)
+    grad_M = plan * (1 - (M + lam_f.unsqueeze(2) + lam_g.unsqueeze(1)) / reg)
+    return grad_M, lam_f, lam_g
 
 
 def epsilon_schedule(p: int, diameter: float, blur: float, scaling: float) -> list[float]:

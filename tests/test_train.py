@@ -376,3 +376,26 @@ def test_quality_checks_do_not_shift_the_training():
     assert b.mode_quality(300, seed=1)["mode_counts"].tolist() == b.mode_quality(300, seed=1)["mode_counts"].tolist()
     with pytest.raises(ValueError, match="mixture"):
         Trainer(_tiny("wgan-gp", data="swissroll")).mode_quality(10)
+
+
+@pytest.mark.parametrize("algo", ["gan", "wgan", "wgan-gp", "sngan", "lsgan", "fgan-kl"])
+@pytest.mark.parametrize("pack", [1, 2])
+def test_minibatch_statistic_sees_real_and_fake_batches_apart(algo, pack):
+    """ProGAN / StyleGAN: the minibatch std of a critic call is over real-only or fake-only rows."""
+    data = torch.randn(64, 2) + 7.0
+    trainer = Trainer(_tiny(algo, minibatch_std=True, pack=pack, normalize=False), data=TensorData(data))
+    assert trainer._mlp_critic is None  # the statistic rules out the fused MLP path
+    seen: list[torch.Tensor] = []
+    stats = [m for m in trainer.D.modules() if isinstance(m, fastgan.train.models.MinibatchStd)]
+    assert len(stats) == 1
+    trainer.D.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    trainer.train_steps(3)
+    kinds = set()
+    for x in seen:
+        assert x.shape[0] == trainer.cfg.batch_size  # one batch per call, never [real; fake]
+        is_real = (x[:, None, :] == data[None]).all(-1).any(-1)  # rows drawn from the data set
+        assert bool(is_real.all()) or not bool(is_real.any()), "a critic call mixed real and other rows"
+        kinds.add("real" if bool(is_real.all()) else "other")
+    assert kinds == {"real", "other"}
+    with pytest.raises(ValueError, match="arrangement='pair'"):
+        fastgan.wgan_gp_critic_loss(trainer.D, data[:4], data[4:8], arrangement="pair")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 import fastgan
 from fastgan import losses
-from fastgan.penalty import interpolate, mlp_critic_layers, mlp_critic_penalty, penalty_from_gradients
+from fastgan.penalty import couples_samples, interpolate, mlp_critic_layers, mlp_critic_penalty, penalty_from_gradients
 from fastgan.train import checkpoint as ckpt
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.models import build_models
@@ -174,6 +174,14 @@ class Trainer:
             critic = fastgan.nn.fuse_activations_(critic)
         self.G = generator.to(self.device, self.dtype)
         self.D = critic.to(self.device, self.dtype)
+        #: The critic mixes the samples of a batch (BatchNorm, minibatch std): real, fake and
+        #: interpolated samples then go through it in separate calls, as ProGAN's and StyleGAN's do.
+        self._coupled = couples_samples(self.D)
+        if self._coupled and self.distributed:
+            raise ValueError(
+                "a critic with batch statistics (BatchNorm, `minibatch_std`) is not supported under torchrun: "
+                "each process would see only its slice of the batch"
+            )
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema > 0 else None
         # Parameter lists walked every generator step, gathered once.
         self._d_params = [p for p in self.D.parameters() if p.requires_grad]
@@ -289,7 +297,7 @@ class Trainer:
             d_real, d_fake, _ = mlp_critic_penalty(self._mlp_critic, real, fake)
         else:
             with self._autocast():
-                if _has_batchnorm(self.D) and not self.distributed:
+                if self._coupled:
                     d_real, d_fake = self.D_train(real).to(self.dtype), self.D_train(fake).to(self.dtype)
                 else:
                     scores = self.D_train(torch.cat([real, fake])).to(self.dtype)
@@ -309,7 +317,10 @@ class Trainer:
         cfg = self.cfg
         m = real.shape[0] // cfg.pack  # scores per part: one per sample, or one per pack
         with self._autocast():
-            if self.distributed or cfg.spectral_norm:
+            if self._coupled:
+                d_real, d_fake = self.D_train(real).to(self.dtype), self.D_train(fake).to(self.dtype)
+                d_hat = self.D_train(x_hat).to(self.dtype)
+            elif self.distributed or cfg.spectral_norm:
                 # One forward over [real; fake; x_hat], one backward: what DDP's reducer
                 # expects, and one power iteration per critic step under spectral norm.
                 scores = self.D_train(torch.cat([real, fake, x_hat])).to(self.dtype)

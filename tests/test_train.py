@@ -399,3 +399,40 @@ def test_minibatch_statistic_sees_real_and_fake_batches_apart(algo, pack):
     assert kinds == {"real", "other"}
     with pytest.raises(ValueError, match="arrangement='pair'"):
         fastgan.wgan_gp_critic_loss(trainer.D, data[:4], data[4:8], arrangement="pair")
+
+
+def test_resume_keeps_the_partial_log_window(tmp_path, monkeypatch):
+    # A run killed after a checkpoint that falls inside a log window resumes to the same history.
+    kw = dict(steps=6, log_every=3, checkpoint_every=2, n_critic=2)
+    full = Trainer(_tiny("wgan-gp", **kw))
+    full.fit()
+    first = Trainer(_tiny("wgan-gp", **kw), out=tmp_path)
+    real_iteration = first._iteration
+
+    def killed_after_step_4() -> None:
+        if first.step == 4:
+            raise KeyboardInterrupt
+        real_iteration()
+
+    monkeypatch.setattr(first, "_iteration", killed_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    assert ckpt.load(tmp_path / "checkpoint.pt")["step"] == 4
+    resumed = Trainer(_tiny("wgan-gp", **kw), out=tmp_path)
+    resumed.fit(resume=True)
+    assert full.history["step"] == resumed.history["step"] == [3, 6]
+    assert full.history == resumed.history
+
+
+def test_resume_runs_with_the_new_learning_rate(tmp_path):
+    Trainer(_tiny("wgan-gp", steps=2, lr=1e-3), out=tmp_path).fit()
+    resumed = Trainer(_tiny("wgan-gp", steps=4, lr=1e-2, betas=(0.3, 0.8)), out=tmp_path)
+    with pytest.warns(UserWarning, match=r"lr 0.001 -> 0.01.*betas"):
+        resumed.resume()
+    for opt in (resumed.opt_D, resumed.opt_G):
+        for group in opt.param_groups:
+            assert group["betas"] == (0.3, 0.8)
+    resumed.fit(resume=False)
+    scale = 1 - 3 / 4  # linear decay (the 2-D recipe) at the last step's start
+    assert resumed.opt_D.param_groups[0]["lr"] == pytest.approx(1e-2 * scale)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-2

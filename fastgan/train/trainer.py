@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -379,6 +380,7 @@ class Trainer:
             "w1_history": self.w1_history,
             "elapsed": self.elapsed,
             "config": self.cfg.to_dict(),
+            "log_window": {"sums": self._loss_sums, "count": self._loss_count, "g_loss": self._last_g_loss},
         }
         if self.G_ema is not None:
             state["G_ema"] = self.G_ema.state_dict()
@@ -400,6 +402,23 @@ class Trainer:
         if self.G_ema is not None and "G_ema" in state:
             self.G_ema.load_state_dict(state["G_ema"])
         self.step = int(state["step"])
+        window = state.get("log_window")
+        if window is not None:  # losses since the last log record, so the next record matches an unbroken run
+            self._loss_sums = list(window["sums"]) if window["sums"] is not None else None
+            self._loss_count = int(window["count"])
+            self._last_g_loss = window["g_loss"]
+        # The optimizers' hyper-parameters are the configuration's, not the checkpoint's: a
+        # resumed run with another --lr or --betas runs with them (and says so).
+        old = state.get("config", {})
+        changed = [f"{k} {old[k]!r} -> {getattr(self.cfg, k)!r}" for k in ("lr", "lr_g", "betas", "lr_decay")
+                   if k in old and old[k] != (list(self.cfg.betas) if k == "betas" else getattr(self.cfg, k))]
+        if self.cfg.optimizer == "adam":
+            for opt in (self.opt_D, self.opt_G):
+                for group in opt.param_groups:
+                    group["betas"] = tuple(float(b) for b in self.cfg.betas)
+        self._set_learning_rates()
+        if changed and self.rank == 0:
+            warnings.warn(f"resumed at step {self.step} with the new optimizer settings: {', '.join(changed)}", stacklevel=2)
 
     @property
     def checkpoint_path(self) -> Optional[Path]:
@@ -461,10 +480,8 @@ class Trainer:
         self.w1_history["wall_s"].append(self.elapsed)
 
     def _set_learning_rates(self) -> None:
-        """``lr_decay="linear"``: both rates fall linearly from their value to 0 at ``config.steps``."""
-        if self.cfg.lr_decay == "none":
-            return
-        scale = max(0.0, 1.0 - self.step / max(self.cfg.steps, 1))
+        """The configured rates; ``lr_decay="linear"``: falling linearly to 0 at ``config.steps``."""
+        scale = 1.0 if self.cfg.lr_decay == "none" else max(0.0, 1.0 - self.step / max(self.cfg.steps, 1))
         for opt, lr in ((self.opt_D, self.cfg.lr), (self.opt_G, self.cfg.lr_g or self.cfg.lr)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale

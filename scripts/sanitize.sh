@@ -73,7 +73,7 @@ print('sanitize: testing', _library.LIBRARY_PATH)
 ")
 start=$SECONDS
 set +e
-"${run[@]}" "$(dirname "$python")/pytest" -p no:cacheprovider -q -ra "${tests[@]}" 2>&1 | tee "$out/test.log"
+"${run[@]}" "$(dirname "$python")/pytest" -p no:cacheprovider -q -ra --durations=10 "${tests[@]}" 2>&1 | tee "$out/test.log"
 status=${PIPESTATUS[0]}
 set -e
 echo "sanitize: tests ran in $((SECONDS - start)) s"

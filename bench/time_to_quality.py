@@ -51,7 +51,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     """Trains one (algo, data, backend, seed) until the bar, the recipe's end or the limit."""
     import torch
 
-    from fastgan.train import Trainer, preset
+    from fastgan.train import Trainer, TrainingDiverged, preset
 
     torch.set_num_threads(1)
     cfg = preset(job["algo"], data=job["data"], seed=job["seed"], backend=job["backend"], progress=False,
@@ -61,8 +61,13 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
     checks: list[dict[str, Any]] = []
     check_s = 0.0
     reached = None
+    diverged = None
     while trainer.step < cfg.steps and trainer.elapsed < limit:
-        trainer.train_steps(min(every, cfg.steps - trainer.step))
+        try:
+            trainer.train_steps(min(every, cfg.steps - trainer.step))
+        except TrainingDiverged as e:  # a recipe that blows up has not reached the bar: say where
+            diverged = str(e)
+            break
         t0 = time.perf_counter()
         mm = trainer.mode_quality(2500)
         check_s += time.perf_counter() - t0
@@ -79,6 +84,7 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
         **{k: job[k] for k in ("algo", "data", "backend", "seed")},
         "overrides": job["overrides"],
         "reached": reached is not None,
+        "diverged": diverged,
         "steps": reached["step"] if reached else None,
         "train_s": reached["train_s"] if reached else None,
         "wall_s": round(reached["train_s"] + check_s, 2) if reached else None,
@@ -92,7 +98,8 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
 def _last(row: dict[str, Any]) -> str:
     last = row["last"]
-    return f"{last['modes']}, {last['hq_pct']:.1f}% at {last['step']}" if last else "-"
+    text = f"{last['modes']}, {last['hq_pct']:.1f}% at {last['step']}" if last else "-"
+    return text + (" (then diverged)" if row.get("diverged") else "")
 
 
 def _summary(rows: list[dict[str, Any]], limit: float) -> str:

@@ -147,13 +147,19 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
     with torch.no_grad():
         a_in, b_in, M_in = a3.detach(), b3.detach(), M3.detach().contiguous()
         if backend == "reference":
+            check_finite(M_in, "M")
+        reduced = _reduce_cost(M_in, reg)
+        run_on = M_in if reduced is None else reduced[0]
+        if backend == "reference":
             from fastgan import reference
 
-            check_finite(M_in, "M")
-            out = reference.sinkhorn_log(a_in, b_in, M_in, reg, max_iter, tol)
+            out = reference.sinkhorn_log(a_in, b_in, run_on, reg, max_iter, tol)
         else:
             _library.require_kernel("sinkhorn_log", M.device)
-            out = torch.ops.fastgan.sinkhorn_log.default(a_in, b_in, M_in, reg, max_iter, tol)
+            out = torch.ops.fastgan.sinkhorn_log.default(a_in, b_in, run_on, reg, max_iter, tol)
+        stable = (M_in, out[0], out[1])
+        if reduced is not None:
+            out, stable = _unreduce(out, M_in, a_in, reduced, reg, tol)
     converged = out[5]
     if warn and converged.numel() and not bool(converged.all()):
         bad = int((~converged).sum())
@@ -164,7 +170,45 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
             ConvergenceWarning,
             stacklevel=external_stacklevel(),
         )
-    return squeeze, M3, a3, b3, reg, out
+    return squeeze, M3, a3, b3, reg, out, stable
+
+
+#: The rounding error, in units of the dtype's eps, of (cost range) / reg
+#: above which the log-domain iteration loses the plan to cancellation
+#: (the potentials grow as large as M / reg while the plan's logs are O(1)).
+_REDUCE_ABOVE = 1e-3
+
+
+def _reduce_cost(M: torch.Tensor, reg: float):
+    """Where (range of M) / reg is large enough for the dual potentials to cancel
+    catastrophically against M / reg, the reduced cost M' = M - r 1^T - 1 c^T
+    (r the row minima, c the column minima of M - r 1^T), which has the same
+    entropic plan and a zero in every row and column; None elsewhere.
+    Returns (M', r, c)."""
+    if M.numel() == 0:
+        return None
+    spread = float((M.amax(dim=(1, 2)) - M.amin(dim=(1, 2))).max())
+    if not spread / reg * torch.finfo(M.dtype).eps > _REDUCE_ABOVE:
+        return None
+    r = M.amin(dim=2, keepdim=True)
+    shifted = M - r
+    c = shifted.amin(dim=1, keepdim=True)
+    return shifted - c, r.squeeze(2), c.squeeze(1)
+
+
+def _unreduce(out, M, a, reduced, reg: float, tol: float):
+    """The solver's results on the reduced cost, stated for M: the log
+    scalings shifted back (POT's log_u, log_v), the cost <pi, M> and both
+    marginals' errors from the plan in float64. Returns (results, (M', u', v'))
+    where exp(u' + v' - M'/reg) is the plan without cancellation."""
+    Mr, r, c = reduced
+    u, v, _cost, n_iter, err, converged = out
+    plan = torch.exp(u.double().unsqueeze(2) + v.double().unsqueeze(1) - Mr.double() / reg)
+    cost = (plan * M.double()).sum((1, 2)).to(M.dtype)
+    row_err = (plan.sum(2) - a.double()).norm(dim=1)
+    converged = converged & (row_err <= max(tol, 16 * torch.finfo(M.dtype).eps * float(a.sum(-1).max())))
+    log_u, log_v = u + r / reg, v + c / reg
+    return (log_u, log_v, cost, n_iter, err, converged), (Mr, u, v)
 
 
 def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> SinkhornLog:
@@ -271,11 +315,11 @@ def sinkhorn(
     a, b, M, histograms = several_histograms(a, b, M)
     if histograms is not None:
         return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend)
-    squeeze, M3, _a3, _b3, reg, out = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    squeeze, M3, _a3, _b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
     if verbose:
         _verbose(out)
-    log_u, log_v = out[0], out[1]
-    plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M3.detach() / reg)
+    M_s, log_u, log_v = stable
+    plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M_s / reg)
     plan = plan[0] if squeeze else plan
     return (plan, _log_dict(squeeze, None, out, method)) if log else plan
 
@@ -336,10 +380,10 @@ def sinkhorn2(
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
     _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
-    squeeze, M3, a3, b3, reg, out = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    squeeze, M3, a3, b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
     if verbose:
         _verbose(out)
-    cost = _SinkhornCost.apply(M3, a3, b3, out[0], out[1], out[2], reg)
+    cost = _SinkhornCost.apply(M3, a3, b3, stable, out[2], reg)
     cost = cost[0] if squeeze else cost
     return (cost, _log_dict(squeeze, histograms, out, method)) if log else cost
 
@@ -348,19 +392,20 @@ class _SinkhornCost(torch.autograd.Function):
     """Attaches the implicit derivatives of the cost (see :func:`sinkhorn2`) to a solved problem."""
 
     @staticmethod
-    def forward(ctx, M, a, b, log_u, log_v, cost, reg):
+    def forward(ctx, M, a, b, stable, cost, reg):
         ctx.reg = reg
-        ctx.save_for_backward(M.detach(), b.detach(), log_u, log_v)
+        M_s, log_u, log_v = stable
+        ctx.save_for_backward(M.detach(), b.detach(), M_s, log_u, log_v)
         return cost.clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_cost):
-        M, b, log_u, log_v = (t.double() for t in ctx.saved_tensors)
-        grad_M, lam_f, lam_g = cost_adjoint(M, b, log_u, log_v, ctx.reg)
+        M, b, M_s, log_u, log_v = (t.double() for t in ctx.saved_tensors)
+        grad_M, lam_f, lam_g = cost_adjoint(M, b, log_u, log_v, ctx.reg, M_s)
         g = grad_cost.double()
         dtype = grad_cost.dtype
-        grads = [None] * 7
+        grads = [None] * 6
         if ctx.needs_input_grad[0]:
             grads[0] = (grad_M * g[:, None, None]).to(dtype)
         if ctx.needs_input_grad[1]:
@@ -370,7 +415,7 @@ class _SinkhornCost(torch.autograd.Function):
         return tuple(grads)
 
 
-def cost_adjoint(M, b, log_u, log_v, reg: float):
+def cost_adjoint(M, b, log_u, log_v, reg: float, M_stable=None):
     r"""The derivative of :math:`\langle \pi, M \rangle` in M and the adjoint (\lambda_f, \lambda_g).
 
     All (B, ...) float64. Works with the conditional plans
@@ -382,9 +427,11 @@ def cost_adjoint(M, b, log_u, log_v, reg: float):
     is stochastic with stationary distribution b / sum(b); adding
     :math:`1 b^\top / \sum b` removes its null direction (the solution with
     :math:`b^\top \lambda_g = 0`; any other differs by a constant that the
-    centring of the gradients removes).
+    centring of the gradients removes). ``M_stable`` (default M) is the
+    cost that log_u, log_v scale: M less row and column constants, which
+    leave the plan unchanged.
     """
-    scaled = M / reg
+    scaled = (M if M_stable is None else M_stable) / reg
     plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - scaled)
     Q = torch.softmax(log_v.unsqueeze(1) - scaled, dim=2)
     R = torch.softmax(log_u.unsqueeze(2) - scaled, dim=1)

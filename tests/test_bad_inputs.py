@@ -73,3 +73,79 @@ def test_sinkhorn_that_cannot_resolve_its_potentials_says_so(generator):
     with pytest.warns(UserWarning, match="did not converge"):
         _cost, log = fot.sinkhorn2(None, None, M, 1.0, log=True)
     assert not bool(log["converged"])
+
+
+# ------------------------------------------------------------------ bias_act, fuse_activations_, devices
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("act", ["relu", "lrelu", "elu", "softplus", "tanh", "swish"])
+def test_bias_act_passes_nan_as_torch_does(backend, act, generator):
+    """NaN stays NaN in the value, and the gradient there is torch's own."""
+    torch_act = {
+        "relu": torch.relu, "lrelu": lambda v: torch.nn.functional.leaky_relu(v, 0.2),
+        "elu": torch.nn.functional.elu, "softplus": torch.nn.functional.softplus,
+        "tanh": torch.tanh, "swish": torch.nn.functional.silu,
+    }[act]
+    x = torch.randn(4, 6, dtype=torch.float64, generator=generator)
+    x[1, 2] = float("nan")
+    x[3, 0] = float("nan")
+    x1 = x.clone().requires_grad_()
+    x2 = x.clone().requires_grad_()
+    out = fastgan.nn.functional.bias_act(x1, None, act, gain=1.0, backend=backend)
+    expected = torch_act(x2)
+    torch.testing.assert_close(out, expected, equal_nan=True, rtol=1e-12, atol=1e-12)
+    weights = torch.randn(4, 6, dtype=torch.float64, generator=generator)
+    (out * weights).nansum().backward()
+    (expected * weights).nansum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, equal_nan=True, rtol=1e-12, atol=1e-12)
+
+
+def test_fuse_activations_swaps_only_what_it_reproduces(generator):
+    from torch import nn
+
+    kept = [
+        nn.Softplus(beta=1, threshold=5), nn.Softplus(beta=2), nn.Softplus(threshold=30),
+    ]
+    hooked = nn.ReLU()
+    hooked.register_forward_hook(lambda m, i, o: o * 2)
+    kept.append(hooked)
+    extra = nn.Tanh()
+    extra.scale = 3.0  # an attribute the fused op knows nothing of
+    kept.append(extra)
+
+    class MyReLU(nn.ReLU):
+        def forward(self, x):
+            return super().forward(x) - 1
+
+    kept.append(MyReLU())
+    swapped = [nn.ReLU(inplace=True), nn.LeakyReLU(0.1), nn.ELU(0.5), nn.Softplus(), nn.SiLU()]
+    x = torch.randn(5, 8, dtype=torch.float64, generator=generator) * 8
+    for module in kept + swapped:
+        expected = module(x.clone())
+        model = fastgan.nn.fuse_activations_(nn.Sequential(module))
+        assert (type(model[0]) is type(module)) == (module in kept or module is hooked)
+        torch.testing.assert_close(model(x.clone()), expected, rtol=1e-12, atol=1e-8)
+
+
+def test_a_meta_tensor_among_real_ones_is_an_error(generator):
+    x = torch.randn(3, 4, generator=generator)
+    with pytest.raises(ValueError, match="`bias` on meta"):
+        fastgan.nn.functional.bias_act(x, torch.zeros(4, device="meta"))
+    with pytest.raises(ValueError, match="`x` on meta"):
+        fastgan.nn.functional.bias_act(x.to("meta"), torch.zeros(4))
+    p = torch.randn(6, generator=generator) * 3
+    before = p.clone()
+    with pytest.raises(ValueError, match="`parameters` mixes meta"):
+        fastgan.clip_parameters_([p, torch.zeros(3, device="meta")], 1.0)
+    assert torch.equal(p, before)  # nothing clipped half-way
+    # all on meta is a shape-only call, as before
+    assert fastgan.clip_parameters_([torch.zeros(3, device="meta")], 1.0).device.type == "meta"
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 3)), [[0.0, 1.0]], None, "x"])
+def test_bias_act_names_a_non_tensor(bad):
+    with pytest.raises(TypeError, match="`x` must be a Tensor"):
+        fastgan.nn.functional.bias_act(bad)
+    with pytest.raises(TypeError, match="`bias` must be a Tensor or None"):
+        fastgan.nn.functional.bias_act(torch.zeros(2, 3), bad if bad is not None else "b")

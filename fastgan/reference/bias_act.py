@@ -70,7 +70,9 @@ def activation_derivative(v: torch.Tensor, act: str, alpha: float, order: int) -
             return torch.zeros_like(v)
         if act == "linear":
             return torch.ones_like(v)
-        return torch.where(pos, torch.ones_like(v), torch.full_like(v, 0.0 if act == "relu" else alpha))
+        if act == "relu":  # NaN passes as in torch's threshold_backward (zero where v <= 0)
+            return torch.where(v <= 0, torch.zeros_like(v), torch.ones_like(v))
+        return torch.where(pos, torch.ones_like(v), torch.full_like(v, alpha))
     if act == "tanh":
         y = torch.tanh(v)
         d1 = 1 - y * y
@@ -87,7 +89,8 @@ def activation_derivative(v: torch.Tensor, act: str, alpha: float, order: int) -
         a, scale = (SELU_ALPHA, SELU_SCALE) if act == "selu" else (alpha, 1.0)
         neg = scale * a * torch.exp(torch.clamp(v, max=0))
         if order == 1:
-            return torch.where(pos, torch.full_like(v, scale), neg)
+            # NaN takes the v > 0 slope, as in torch's elu_backward
+            return torch.where(v <= 0, neg, torch.full_like(v, scale))
         return torch.where(pos, torch.zeros_like(v), neg)
     if act == "swish":
         s = torch.sigmoid(v)

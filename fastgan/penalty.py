@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype, positive, positive_int
+from fastgan._tensors import check_float_dtype, check_same_device, positive, positive_int
 
 __all__ = [
     "CriticLoss",
@@ -470,6 +470,12 @@ def mlp_critic_penalty(
             "`critic` must be an nn.Sequential of Linear layers and LeakyReLU / ReLU activations "
             "with one output (see fastgan.mlp_critic_layers)"
         )
+    for name, t in (("real", real), ("fake", fake), ("x_hat", x_hat)):
+        if not isinstance(t, torch.Tensor) and not (name == "x_hat" and t is None):
+            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+    if not math.isfinite(center):
+        raise ValueError(f"`center` must be finite, got {center}")
+    check_same_device({"real": real, "fake": fake, "x_hat": x_hat}, "mlp_critic_penalty")
     _library.require_kernel("mlp_critic_penalty", real.device)
     if x_hat is None:
         x_hat = real.new_empty((0, real.shape[-1]))
@@ -491,6 +497,11 @@ def mlp_critic_penalty(
             d_real, d_fake, penalty = op(*args, state, [s[1] for s in states], [s[2] for s in states])
         finally:
             group.after_forward(None, (), None)
+    if x_hat.numel():
+        # The gradient of a piecewise-linear critic is finite even at a NaN
+        # or infinite point: such a point makes the penalty NaN, as the
+        # critic's value there is, without a host synchronisation.
+        penalty = penalty.where(torch.isfinite(x_hat).all(), math.nan)
     if not layers.flat:
         d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
     return d_real, d_fake, penalty

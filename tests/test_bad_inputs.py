@@ -149,3 +149,52 @@ def test_bias_act_names_a_non_tensor(bad):
         fastgan.nn.functional.bias_act(bad)
     with pytest.raises(TypeError, match="`bias` must be a Tensor or None"):
         fastgan.nn.functional.bias_act(torch.zeros(2, 3), bad if bad is not None else "b")
+
+
+# ------------------------------------------------------------------ mlp_critic_penalty
+
+
+def _mlp_critic(generator):
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+    return torch.nn.Sequential(
+        torch.nn.Linear(3, 16), torch.nn.LeakyReLU(0.2), torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1)
+    ).double()
+
+
+def _autograd_penalty(critic, x_hat, center):
+    x = x_hat.clone().requires_grad_()
+    (g,) = torch.autograd.grad(critic(x).sum(), x)
+    return ((g.norm(dim=1) - center) ** 2).mean()
+
+
+def test_mlp_critic_penalty_refuses_a_non_finite_center(generator):
+    critic = _mlp_critic(generator)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    for center in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="`center` must be finite"):
+            fastgan.mlp_critic_penalty(critic, x, x, x, center=center)
+    center = float(torch.rand((), generator=generator)) * 2
+    penalty = fastgan.mlp_critic_penalty(critic, x, x, x, center=center)[2]
+    torch.testing.assert_close(penalty, _autograd_penalty(critic, x, center), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_mlp_critic_penalty_at_a_non_finite_point_is_nan(bad, generator):
+    critic = _mlp_critic(generator)
+    x = torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    x_hat = x.clone()
+    x_hat[int(torch.randint(0, 5, (), generator=generator)), 1] = bad
+    d_real, _d_fake, penalty = fastgan.mlp_critic_penalty(critic, x, x, x_hat)
+    torch.testing.assert_close(d_real, critic(x), rtol=1e-12, atol=1e-12)
+    assert torch.isnan(penalty)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 3)), [[0.0, 1.0, 2.0]], "x"])
+def test_mlp_critic_penalty_names_a_non_tensor(bad, generator):
+    critic = _mlp_critic(generator)
+    x = torch.randn(2, 3, dtype=torch.float64, generator=generator)
+    for name, args in (("real", (bad, x, x)), ("fake", (x, bad, x)), ("x_hat", (x, x, bad))):
+        with pytest.raises(TypeError, match=f"`{name}` must be a Tensor"):
+            fastgan.mlp_critic_penalty(critic, *args)
+    with pytest.raises(ValueError, match="`x_hat` on meta"):
+        fastgan.mlp_critic_penalty(critic, x, x, x.to("meta"))

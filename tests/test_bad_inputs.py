@@ -198,3 +198,57 @@ def test_mlp_critic_penalty_names_a_non_tensor(bad, generator):
             fastgan.mlp_critic_penalty(critic, *args)
     with pytest.raises(ValueError, match="`x_hat` on meta"):
         fastgan.mlp_critic_penalty(critic, x, x, x.to("meta"))
+
+
+# ------------------------------------------------------------------ Wasserstein distances at any scale
+
+
+def test_sliced_wasserstein_of_equal_clouds_has_zero_gradient(generator):
+    x = torch.randn(12, 3, dtype=torch.float64, generator=generator).requires_grad_()
+    for value in (fot.sliced_wasserstein(x, x), fot.sliced_wasserstein_distance(x, x, seed=3)):
+        (grad,) = torch.autograd.grad(value, x)
+        assert float(value.detach()) == 0.0
+        assert torch.equal(grad, torch.zeros_like(grad))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_distances_are_homogeneous_at_extreme_scales(dtype, scale, generator):
+    """W(s x, s y) = s W(x, y): the distance at 1e+-30 against the unit-scale
+    float64 one (POT's exact EMD for ot.wasserstein, the same directions for
+    the sliced distance), value and gradient."""
+    pot = pytest.importorskip("ot")
+    x = torch.randn(9, 3, dtype=torch.float64, generator=generator)
+    y = torch.randn(7, 3, dtype=torch.float64, generator=generator) + 0.5
+    M = torch.cdist(x, y).square().numpy()
+    expected = np.sqrt(pot.emd2(np.full(9, 1 / 9), np.full(7, 1 / 7), M))
+    eps = 1e-5 if dtype == torch.float32 else 1e-12
+    xs = (x * scale).to(dtype).requires_grad_()
+    w = fot.wasserstein(xs, (y * scale).to(dtype))
+    assert torch.isfinite(w) and float(w) / scale == pytest.approx(float(expected), rel=eps)
+    theta = torch.randn(3, 16, dtype=torch.float64, generator=generator)
+    theta /= theta.norm(dim=0)
+    unit = fot.sliced_wasserstein_distance(x, y, projections=theta)
+    sw = fot.sliced_wasserstein_distance(xs, (y * scale).to(dtype), projections=theta.to(dtype))
+    assert torch.isfinite(sw) and float(sw) / scale == pytest.approx(float(unit), rel=eps)
+    (grad,) = torch.autograd.grad(sw, xs)
+    x64 = x.clone().requires_grad_()
+    (unit_grad,) = torch.autograd.grad(fot.sliced_wasserstein_distance(x64, y, projections=theta), x64)
+    torch.testing.assert_close(grad.double(), unit_grad, rtol=10 * eps, atol=10 * eps * float(unit_grad.abs().max()))
+
+
+def test_distances_name_bad_points_and_weights():
+    x = torch.zeros(4, 2)
+    cases = [
+        (lambda: fot.sliced_wasserstein(x.long(), x.long()), TypeError, "`x` has dtype torch.int64"),
+        (lambda: fot.sliced_wasserstein(x, x, torch.ones(5) / 5), ValueError, "`a` must have shape \\(4,\\)"),
+        (lambda: fot.sliced_wasserstein(x, x, None, torch.ones(3) / 3), ValueError, "`b` must have shape"),
+        (lambda: fot.sliced_wasserstein(x, x.double()), TypeError, "`x` has dtype torch.float32 but `y`"),
+        (lambda: fot.sliced_wasserstein(x[:0], x), ValueError, "`x` must have at least one point"),
+        (lambda: fot.sliced_wasserstein_distance(x, x[:, :0]), ValueError, "`X_t` must have at least one point"),
+        (lambda: fot.wasserstein(x.half(), x.half()), TypeError, "`x` has dtype torch.float16"),
+        (lambda: fot.wasserstein(x, x.bfloat16()), TypeError, "`y` has dtype torch.bfloat16"),
+    ]
+    for call, error, message in cases:
+        with pytest.raises(error, match=message):
+            call()

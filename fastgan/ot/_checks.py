@@ -46,3 +46,20 @@ def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, s
             f"`{names[0]}` and `{names[1]}` have unequal mass (relative difference {gap:.3g}); "
             "balanced optimal transport needs equal masses"
         )
+
+
+def power_of_two_scale(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A power of two s per problem (shape (..., 1, 1), detached) with
+    max(|x|, |y|) / s in [1, 2): dividing clouds (..., n, d) by it is exact,
+    and keeps their distances to the p representable at any finite scale."""
+    m = torch.maximum(x.detach().abs().amax(dim=(-2, -1), keepdim=True), y.detach().abs().amax(dim=(-2, -1), keepdim=True))
+    _, exponent = torch.frexp(m)
+    s = torch.ldexp(torch.ones_like(m), exponent - 1)
+    return torch.where(torch.isfinite(m) & (m > 0), s, torch.ones_like(m))
+
+
+def root(total: torch.Tensor, p: float) -> torch.Tensor:
+    """total^(1/p), with gradient 0 (not NaN) where total = 0."""
+    positive_total = total > 0
+    safe = torch.where(positive_total, total, torch.ones_like(total))
+    return torch.where(positive_total, safe.pow(1.0 / p), torch.zeros_like(total))

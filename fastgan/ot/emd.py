@@ -36,7 +36,7 @@ import torch
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
-from fastgan.ot._checks import float_tensor, mass_tolerance
+from fastgan.ot._checks import float_tensor, mass_tolerance, power_of_two_scale, root
 from fastgan.ot._compat import ArrayLike, UnequalMassError, array_io, check_threads, external_stacklevel
 from fastgan.ot.sinkhorn import several_histograms
 
@@ -413,7 +413,7 @@ def wasserstein(
     for t, name in ((x, "x"), (y, "y")):
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-        check_float_dtype(t, name)
+        float_tensor(t, name)
         if t.dim() not in (2, 3):
             raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
         if t.shape[-2] == 0:
@@ -426,6 +426,10 @@ def wasserstein(
         raise TypeError(f"`x` has dtype {x.dtype} but `y` has {y.dtype}")
     batched = x.dim() == 3
     xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
+    # W is homogeneous of degree 1: solved on the clouds divided by a power
+    # of two, so that |x - y|^p stays finite for any finite points.
+    scale = power_of_two_scale(xb, yb)
+    xb, yb = xb / scale, yb / scale
     with torch.no_grad():
         dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
         M = dist.square() if p == 2.0 else dist.pow(p)
@@ -448,9 +452,7 @@ def wasserstein(
     if wa.requires_grad or wb.requires_grad:
         # Gradients of the weights come from the duals; the value from the pairs.
         total = total + (cost - cost.detach()).to(total.dtype)
-    positive_total = total > 0
-    safe = torch.where(positive_total, total, torch.ones_like(total))
-    distance = torch.where(positive_total, safe.pow(1.0 / p), torch.zeros_like(total))
+    distance = root(total, p) * scale[:, 0, 0]
     return distance if batched else distance.squeeze(0)
 
 

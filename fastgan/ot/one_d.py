@@ -23,7 +23,7 @@ import torch
 
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
-from fastgan.ot._checks import check_finite, check_weights
+from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale, root
 from fastgan.ot._compat import NUMPY_CALL, ArrayLike, array_io
 
 __all__ = ["sliced_wasserstein", "sliced_wasserstein_distance", "wasserstein_1d"]
@@ -152,12 +152,38 @@ def wasserstein_1d(
 
 def _check_clouds(x: object, y: object, names: tuple[str, str]) -> None:
     for t, name in zip((x, y), names):
-        if not isinstance(t, torch.Tensor) or t.dim() not in (2, 3):
-            raise ValueError(f"`{name}` must be a (n, d) or (B, n, d) Tensor")
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+        float_tensor(t, name)
+        if t.dim() not in (2, 3):
+            raise ValueError(f"`{name}` must be a (n, d) or (B, n, d) Tensor, got shape {tuple(t.shape)}")
+        if t.shape[-2] == 0 or t.shape[-1] == 0:
+            raise ValueError(f"`{name}` must have at least one point and one feature, got shape {tuple(t.shape)}")
     if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
         raise ValueError(
             f"`{names[0]}` {tuple(x.shape)} and `{names[1]}` {tuple(y.shape)} must share batch and feature dimensions"
         )
+    if x.dtype != y.dtype:
+        raise TypeError(f"`{names[0]}` has dtype {x.dtype} but `{names[1]}` has {y.dtype}")
+
+
+def _sliced(x, y, a, b, theta, p: float, backend: str, names: tuple[str, ...]):
+    """(the sliced distance, W_p^p of every projection): ``(...)`` and ``(..., P)``.
+
+    Solved on the clouds divided by a power of two (exact), so that the
+    projected costs stay finite at any finite scale; the costs are returned
+    at the clouds' own scale."""
+    for w, cloud, name in ((a, x, names[2]), (b, y, names[3])):
+        if w is None:
+            continue
+        if not isinstance(w, torch.Tensor):
+            raise TypeError(f"`{name}` must be a Tensor or None, got {type(w).__name__}")
+        if tuple(w.shape) != tuple(cloud.shape[:-1]):
+            raise ValueError(f"`{name}` must have shape {tuple(cloud.shape[:-1])} (one weight a point), got {tuple(w.shape)}")
+    scale = power_of_two_scale(x, y)
+    costs = _projected_costs(x / scale, y / scale, a, b, theta, p, backend)
+    s = scale[..., 0]
+    return root(costs.mean(-1), p) * s[..., 0], costs * s.pow(p)
 
 
 def _projected_costs(x, y, a, b, theta, p: float, backend: str) -> torch.Tensor:
@@ -204,8 +230,7 @@ def sliced_wasserstein(
     device = generator.device if generator is not None else x.device
     theta = torch.randn(x.shape[-1], n_projections, generator=generator, device=device, dtype=x.dtype)
     theta = (theta / torch.linalg.vector_norm(theta, dim=0, keepdim=True)).to(x.device)
-    cost = _projected_costs(x, y, a, b, theta, p, backend)
-    return cost.mean(-1).pow(1.0 / p)
+    return _sliced(x, y, a, b, theta, p, backend, ("x", "y", "a", "b"))[0]
 
 
 def _pot_projections(d: int, count: int, seed: object, like: torch.Tensor) -> torch.Tensor:
@@ -280,8 +305,7 @@ def sliced_wasserstein_distance(
         projections = _pot_projections(X_s.shape[-1], n_projections, seed, X_s)
     elif projections.dim() != 2 or projections.shape[0] != X_s.shape[-1]:
         raise ValueError(f"`projections` must have shape ({X_s.shape[-1]}, P), got {tuple(projections.shape)}")
-    costs = _projected_costs(X_s, X_t, a, b, projections, p, backend)
-    value = costs.mean(-1).pow(1.0 / p)
+    value, costs = _sliced(X_s, X_t, a, b, projections, p, backend, ("X_s", "X_t", "a", "b"))
     return (value, {"projections": projections, "projected_emds": costs}) if log else value
 
 

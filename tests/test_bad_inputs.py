@@ -252,3 +252,57 @@ def test_distances_name_bad_points_and_weights():
     for call, error, message in cases:
         with pytest.raises(error, match=message):
             call()
+
+
+# ------------------------------------------------------------------ metrics far from the origin
+
+
+def test_mode_metrics_far_from_the_origin_match_scipy(generator):
+    """grid25 shifted by 1e4 in float32: the counts of a direct-difference
+    nearest-centre search in float64 (SciPy)."""
+    from scipy.spatial.distance import cdist
+
+    from fastgan.metrics import grid_centres, mode_metrics, sample_mixture
+
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+    centres = grid_centres() + 1e4
+    samples = sample_mixture(centres, 0.05, 2000)
+    result = mode_metrics(samples, centres, 0.05)
+    dist = cdist(samples.double().numpy(), centres.double().numpy())
+    nearest = dist.argmin(1)
+    good = dist.min(1) <= 3 * 0.05
+    expected = np.bincount(nearest[good], minlength=25)
+    assert result["mode_counts"].tolist() == expected.tolist()
+    assert result["modes_covered"] == 25
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_mmd2_is_translation_and_scale_invariant(dtype, generator):
+    """MMD^2 with bandwidth s sigma of (s x + t, s y + t) is MMD^2(x, y) with sigma."""
+    from fastgan.metrics import mmd2
+
+    x = torch.randn(40, 2, dtype=torch.float64, generator=generator)
+    y = torch.randn(30, 2, dtype=torch.float64, generator=generator) * 0.8 + 0.3
+    expected = mmd2(x, y, [0.5, 1.0])
+    # points exactly representable after the shift: no rounding of the input itself
+    x, y = (x * 64).round() / 64, (y * 64).round() / 64
+    expected = mmd2(x, y, [0.5, 1.0])
+    shifted = mmd2((x + 1e4).to(dtype), (y + 1e4).to(dtype), [0.5, 1.0])
+    tol = 2e-4 if dtype == torch.float32 else 1e-12
+    assert float(shifted) == pytest.approx(float(expected), rel=tol, abs=tol * 1e-2)
+    big = mmd2((x * 1e20).to(dtype), (y * 1e20).to(dtype), [0.5e20, 1e20])
+    assert float(big) == pytest.approx(float(expected), rel=tol, abs=tol * 1e-2)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_mmd2_refuses_non_finite_samples(bad, generator):
+    from fastgan.metrics import mmd2
+
+    x = torch.randn(5, 2, generator=generator)
+    y = torch.randn(6, 2, generator=generator)
+    x_bad = x.clone()
+    x_bad[2, 1] = bad
+    with pytest.raises(ValueError, match="`x` contains"):
+        mmd2(x_bad, y)
+    with pytest.raises(ValueError, match="`y` contains"):
+        mmd2(y, x_bad)

@@ -306,3 +306,20 @@ def test_mmd2_refuses_non_finite_samples(bad, generator):
         mmd2(x_bad, y)
     with pytest.raises(ValueError, match="`y` contains"):
         mmd2(y, x_bad)
+
+
+def test_sinkhorn_never_drops_a_gradient_silently(generator):
+    """sinkhorn2 carries the gradient of a cost built from points (checked
+    against finite differences); sinkhorn, whose plan has none, refuses
+    inputs that require grad."""
+    x = torch.randn(5, 2, dtype=torch.float64, generator=generator).requires_grad_()
+    y = torch.randn(4, 2, dtype=torch.float64, generator=generator)
+
+    def cost(points):
+        return fot.sinkhorn2(None, None, torch.cdist(points, y).square(), 0.5, stopThr=1e-14, numItermax=10000)
+
+    torch.autograd.gradcheck(cost, (x,), eps=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="`M` requires grad"):
+        fot.sinkhorn(None, None, torch.cdist(x, y).square(), 0.5)
+    with torch.no_grad():
+        fot.sinkhorn(None, None, torch.cdist(x, y).square(), 0.5)

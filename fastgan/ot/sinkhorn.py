@@ -308,13 +308,22 @@ def sinkhorn(
 
     Returns:
         the plan ``(n, m)`` / ``(B, n, m)`` (and the log). The plan is not
-        differentiable; :func:`sinkhorn2` is.
+        differentiable (inputs that require grad are an error, not a
+        plan that silently drops their gradient); :func:`sinkhorn2` is.
     """
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
     _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
     if histograms is not None:
         return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend)
+    if torch.is_grad_enabled():
+        for t, name in ((M, "M"), (a, "a"), (b, "b")):
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                raise ValueError(
+                    f"fastgan.ot.sinkhorn returns the plan without a gradient, and `{name}` requires "
+                    "grad: detach it (or run under torch.no_grad()), or differentiate the cost "
+                    "with fastgan.ot.sinkhorn2"
+                )
     squeeze, M3, _a3, _b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
     if verbose:
         _verbose(out)

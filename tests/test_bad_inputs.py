@@ -323,3 +323,26 @@ def test_sinkhorn_never_drops_a_gradient_silently(generator):
         fot.sinkhorn(None, None, torch.cdist(x, y).square(), 0.5)
     with torch.no_grad():
         fot.sinkhorn(None, None, torch.cdist(x, y).square(), 0.5)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_sinkhorn_divergence_is_homogeneous_at_extreme_scales(scale, generator):
+    """S(s x, s y; blur s) = s^2 S(x, y; blur), value and gradient."""
+    x = torch.randn(10, 2, dtype=torch.float64, generator=generator)
+    y = torch.randn(8, 2, dtype=torch.float64, generator=generator) + 1
+    x1 = x.clone().requires_grad_()
+    unit = fot.sinkhorn_divergence(x1, y, blur=0.1)
+    (unit_grad,) = torch.autograd.grad(unit, x1)
+    xs = (x * scale).requires_grad_()
+    scaled = fot.sinkhorn_divergence(xs, y * scale, blur=0.1 * scale)
+    (grad,) = torch.autograd.grad(scaled, xs)
+    assert float(scaled) / scale**2 == pytest.approx(float(unit), rel=1e-12)
+    torch.testing.assert_close(grad / scale, unit_grad, rtol=1e-10, atol=1e-14)
+
+
+def test_sinkhorn_divergence_names_what_it_cannot_do(generator):
+    x = torch.randn(6, 2, generator=generator) * 1e20
+    with pytest.raises(ValueError, match="exceeds the range of torch.float32"):
+        fot.sinkhorn_divergence(x, x + 1e20, blur=1e19)
+    with pytest.raises(ValueError, match="`x` must have at least one feature"):
+        fot.sinkhorn_divergence(torch.zeros(3, 0), torch.zeros(3, 0))

@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
-from fastgan.ot._checks import check_finite, check_weights, float_tensor
+from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale
 from fastgan.ot._compat import (
     ArrayLike,
     ConvergenceWarning,
@@ -468,6 +468,8 @@ def _points(t: object, name: str) -> torch.Tensor:
     t = float_tensor(t, name)
     if t.dim() not in (2, 3):
         raise ValueError(f"`{name}` must have shape (n, d) or (B, n, d), got {tuple(t.shape)}")
+    if t.shape[-1] == 0:
+        raise ValueError(f"`{name}` must have at least one feature, got shape {tuple(t.shape)}")
     return t
 
 
@@ -577,13 +579,25 @@ def sinkhorn_divergence(
     check_weights(a3, b3, ("a", "b"), same_mass=rho is None)
     if diameter is None:
         pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
-        diameter = float(torch.linalg.vector_norm(pts.max(0).values - pts.min(0).values)) if pts.numel() else 0.0
+        # in float64: the float32 norm of a box of side 1e20 overflows
+        diameter = float(torch.linalg.vector_norm((pts.max(0).values - pts.min(0).values).double()))
         diameter = diameter if diameter > 0 else blur
     else:
         diameter = positive(diameter, "diameter")
     eps_list = epsilon_schedule(p, diameter, blur, scaling)
     if max_iter < len(eps_list):
         raise ValueError(f"`max_iter` ({max_iter}) is shorter than the eps schedule ({len(eps_list)} steps)")
+    # S is homogeneous: S(s x, s y; eps s^p, rho s^p) = s^p S(x, y; eps, rho).
+    # Points far outside unit scale are solved divided by a power of two
+    # (exact), so that their costs |x - y|^p / p stay in the dtype's range.
+    unit = float(power_of_two_scale(x3.reshape(1, -1, 1), y3.reshape(1, -1, 1)))
+    if 2.0**-20 <= unit <= 2.0**20:
+        unit = 1.0
+    else:
+        x3, y3 = x3 / unit, y3 / unit
+        eps_list = [e / unit**p for e in eps_list]
+        rho = None if rho is None else rho / unit**p
+        tol_value = tol_value / unit**p if tol_value >= 0 else tol_value
     if backend == "reference":
         from fastgan import reference
 
@@ -593,6 +607,13 @@ def sinkhorn_divergence(
         cost = torch.ops.fastgan.sinkhorn_points.default(
             x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho
         )[0]
+    if unit != 1.0:
+        cost = cost * unit**p
+        if not bool(torch.isfinite(cost.detach()).all()):
+            raise ValueError(
+                f"the divergence of `x` and `y` (points up to {unit:.3g}) exceeds the range of {x.dtype}; "
+                "pass float64 points"
+            )
     return cost[0] if squeeze else cost
 
 

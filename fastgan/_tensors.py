@@ -55,8 +55,15 @@ def check_meta_not_mixed(tensors: list[torch.Tensor], name: str) -> None:
         raise ValueError(f"`{name}` mixes meta tensors with tensors on other devices ({', '.join(devices)})")
 
 
+def check_dense(t: torch.Tensor, name: str) -> None:
+    """TypeError unless ``t`` is a dense (strided) tensor: fastgan's ops take no sparse layouts."""
+    if t.layout != torch.strided:
+        raise TypeError(f"`{name}` is a sparse tensor ({t.layout}); fastgan takes dense tensors (pass `{name}.to_dense()`)")
+
+
 def check_float_dtype(t: torch.Tensor, name: str) -> None:
-    """TypeError unless ``t`` is float32, float64, float16 or bfloat16."""
+    """TypeError unless ``t`` is a dense float32, float64, float16 or bfloat16 tensor."""
+    check_dense(t, name)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"`{name}` has dtype {t.dtype}; expected float32, float64, float16 or bfloat16"

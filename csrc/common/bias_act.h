@@ -100,8 +100,7 @@ FASTGAN_HOST_DEVICE inline T derivative(T v, T alpha) {
     const T a = A == Act::kSelu ? T(kSeluAlpha) : alpha;
     const T scale = A == Act::kSelu ? T(kSeluScale) : T(1);
     if constexpr (K == 0) return scale * (v > T(0) ? v : a * (std::exp(v) - T(1)));
-    // NaN takes the v > 0 branch's slope, as in torch's elu_backward.
-    if constexpr (K == 1) return scale * (v <= T(0) ? a * std::exp(v) : T(1));
+    if constexpr (K == 1) return scale * (v > T(0) ? T(1) : a * std::exp(v));
     return v > T(0) ? T(0) : scale * a * std::exp(v);  // K >= 2
   } else if constexpr (A == Act::kSoftplus) {
     // log(1 + e^v) = max(v, 0) + log1p(e^-|v|): no overflow for large v.

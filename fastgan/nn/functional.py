@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_same_device
+from fastgan._tensors import check_dense, check_same_device
 
 __all__ = ["ACTIVATIONS", "bias_act"]
 
@@ -115,6 +115,9 @@ def bias_act(
         raise TypeError(f"`x` must be a Tensor, got {type(x).__name__}")
     if bias is not None and not isinstance(bias, torch.Tensor):
         raise TypeError(f"`bias` must be a Tensor or None, got {type(bias).__name__}")
+    if x.layout != torch.strided or (bias is not None and bias.layout != torch.strided):
+        check_dense(x, "x")
+        check_dense(bias, "bias")
     if bias is not None:
         check_same_device({"x": x, "bias": bias}, "bias_act")
     alpha, gain = resolve(act, alpha, gain)

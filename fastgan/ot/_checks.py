@@ -6,11 +6,14 @@ import math
 
 import torch
 
+from fastgan._tensors import check_dense
+
 
 def float_tensor(t: object, name: str) -> torch.Tensor:
     """``t`` if it is a float32 or float64 Tensor, else a TypeError naming ``name``."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+    check_dense(t, name)
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"`{name}` has dtype {t.dtype}; expected float32 or float64")
     return t

@@ -89,8 +89,7 @@ def activation_derivative(v: torch.Tensor, act: str, alpha: float, order: int) -
         a, scale = (SELU_ALPHA, SELU_SCALE) if act == "selu" else (alpha, 1.0)
         neg = scale * a * torch.exp(torch.clamp(v, max=0))
         if order == 1:
-            # NaN takes the v > 0 slope, as in torch's elu_backward
-            return torch.where(v <= 0, neg, torch.full_like(v, scale))
+            return torch.where(pos, torch.full_like(v, scale), neg)
         return torch.where(pos, torch.zeros_like(v), neg)
     if act == "swish":
         s = torch.sigmoid(v)

@@ -295,10 +295,26 @@ def _fusable_mlp(critic: object, arrangement: str, backend: str) -> MlpLayers | 
     return mlp_critic_layers(critic)
 
 
+def _fused_accepts(mlp: object, sample: torch.Tensor | None) -> bool:
+    """Whether mlp_critic_penalty takes ``sample`` (a batch of real samples):
+    flat (B, d) rows of float32 / float64, the dtype of every layer."""
+    if sample is None:
+        return True
+    if sample.dim() != 2 or sample.dtype not in (torch.float32, torch.float64):
+        return False
+    return all(w.dtype == sample.dtype for w in mlp.weights)
+
+
 def _arrangement(
-    critic: object, arrangement: str, device: torch.device, backend: str = "auto", mlp: object = _UNSET
+    critic: object,
+    arrangement: str,
+    device: torch.device,
+    backend: str = "auto",
+    mlp: object = _UNSET,
+    sample: torch.Tensor | None = None,
 ) -> str:
-    """The arrangement to use; ``mlp``: ``_fusable_mlp(...)`` when the caller has it."""
+    """The arrangement to use; ``mlp``: ``_fusable_mlp(...)`` when the caller has it;
+    ``sample``: the real batch, for "auto" to pick only a path that accepts it."""
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
     if mlp is _UNSET:
@@ -314,7 +330,7 @@ def _arrangement(
     if arrangement == "auto":
         if coupled:
             return "separate"
-        if backend != "reference" and device.type == "cpu" and mlp is not None:
+        if backend != "reference" and device.type == "cpu" and mlp is not None and _fused_accepts(mlp, sample):
             return "fused"
         convolves = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in critic.modules())
         return AUTO_ARRANGEMENT.get((device.type, convolves), "separate")
@@ -573,7 +589,7 @@ def wgan_gp_critic_loss(
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)
     mlp = _fusable_mlp(critic, arrangement, backend)
-    arrangement = _arrangement(critic, arrangement, real.device, backend, mlp)
+    arrangement = _arrangement(critic, arrangement, real.device, backend, mlp, real)
     with_penalty = weight > 0 and step % penalty_every == 0
     batch = real.shape[0]
     with torch.enable_grad():

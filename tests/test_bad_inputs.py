@@ -455,3 +455,21 @@ def test_image_folder_names_a_truncated_file(tmp_path):
     (tmp_path / "b.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="cannot read .*b.png"):
         image_folder(tmp_path, size=8)
+
+
+# ------------------------------------------------------------------ wgan_gp_critic_loss "auto"
+
+
+@pytest.mark.parametrize("dtype, shape", [(torch.bfloat16, (6, 3)), (torch.float16, (6, 3)), (torch.float64, (6, 1, 3))])
+def test_wgan_gp_auto_picks_a_path_that_takes_the_input(dtype, shape, generator):
+    """An MLP critic in half precision, or 3-D samples: "auto" gives what
+    arrangement="pair" gives (not an error from the fused op)."""
+    critic = _mlp_critic(generator).to(dtype)
+    real = torch.randn(shape, generator=generator).to(dtype)
+    fake = torch.randn(shape, generator=generator).to(dtype)
+    seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+    auto = fastgan.wgan_gp_critic_loss(critic, real, fake, generator=torch.Generator().manual_seed(seed))
+    pair = fastgan.wgan_gp_critic_loss(
+        critic, real, fake, arrangement="pair", generator=torch.Generator().manual_seed(seed)
+    )
+    torch.testing.assert_close(auto, pair, rtol=0, atol=0)

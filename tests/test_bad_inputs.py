@@ -473,3 +473,12 @@ def test_wgan_gp_auto_picks_a_path_that_takes_the_input(dtype, shape, generator)
         critic, real, fake, arrangement="pair", generator=torch.Generator().manual_seed(seed)
     )
     torch.testing.assert_close(auto, pair, rtol=0, atol=0)
+
+
+def test_info_says_what_bias_act_runs_on_cuda_by_default(monkeypatch):
+    from fastgan import _library, info
+
+    monkeypatch.setattr(_library, "compiled_ops", lambda: {"bias_act": ["cpu", "cuda (triton)"], "clip_": ["cpu", "cuda"]})
+    ops = info.report()["ops (kernels)"]
+    assert ops["clip_"] == ["cpu", "cuda"]
+    assert ops["bias_act"][0] == "cpu" and "by default torch's activations" in ops["bias_act"][1]

@@ -482,3 +482,17 @@ def test_info_says_what_bias_act_runs_on_cuda_by_default(monkeypatch):
     ops = info.report()["ops (kernels)"]
     assert ops["clip_"] == ["cpu", "cuda"]
     assert ops["bias_act"][0] == "cpu" and "by default torch's activations" in ops["bias_act"][1]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n, m", [(4, 3), (4, 4)])
+def test_emd2_with_costs_near_the_dtype_max(dtype, n, m, generator):
+    """The plan of M / 2^k is the plan of M (closed form): POT on the scaled
+    cost, multiplied back, against emd2 on costs up to 0.95 of the maximum."""
+    pot = pytest.importorskip("ot")
+    top = torch.finfo(dtype).max * 0.95
+    M = (torch.rand(n, m, dtype=torch.float64, generator=generator) * top).to(dtype)
+    cost, log = fot.emd2(None, None, M, log=True)
+    expected = pot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), (M.double() / 2.0**64).numpy()) * 2.0**64
+    assert int(log["result_code"]) == 1 and log["warning"] is None
+    assert float(cost) == pytest.approx(expected, rel=1e-6 if dtype == torch.float32 else 1e-12)

@@ -28,6 +28,7 @@ gradients along them).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -143,8 +144,27 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
         v = result.v - shift[:, None]
         return _Solution(None, result.col_ind, weight, u, v, result.cost * weight, ok)
     _library.require_kernel("emd", M.device)
+    # Costs near the dtype's maximum overflow the simplex's sums of
+    # potentials: solved on M divided by a power of two (the same plan), the
+    # potentials and the cost multiplied back.
+    scale = _headroom_scale(M)
+    if scale != 1.0:
+        M = M / scale
     plan, u, v, cost, status = torch.ops.fastgan.emd.default(a, b, M, max_iter)
+    if scale != 1.0:
+        u, v, cost = u * scale, v * scale, cost * scale
     return _Solution(plan, None, None, u, v, cost, status)
+
+
+def _headroom_scale(M: torch.Tensor) -> float:
+    """1, or the power of two that brings max |M| below 2^-32 of the dtype's maximum."""
+    if M.numel() == 0:
+        return 1.0
+    top = float(M.detach().abs().amax())
+    limit = torch.finfo(M.dtype).max * 2.0**-32
+    if not (math.isfinite(top) and top > limit):
+        return 1.0
+    return 2.0 ** math.ceil(math.log2(top / limit))
 
 
 class _EMDCost(torch.autograd.Function):
@@ -416,8 +436,8 @@ def wasserstein(
         float_tensor(t, name)
         if t.dim() not in (2, 3):
             raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
-        if t.shape[-2] == 0:
-            raise ValueError(f"`{name}` is empty: shape {tuple(t.shape)}")
+        if t.shape[-2] == 0 or t.shape[-1] == 0:
+            raise ValueError(f"`{name}` needs at least one point and one feature, got shape {tuple(t.shape)}")
         if not bool(torch.isfinite(t.detach()).all()):
             raise ValueError(f"`{name}` contains NaN or infinite values")
     if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:

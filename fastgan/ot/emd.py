@@ -123,7 +123,18 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
     """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype).
 
     ``uniform`` (both sides uniform) with n = m takes the assignment solver;
-    callers pass False where they need the network simplex's duals."""
+    callers pass False where they need the network simplex's duals. Costs
+    near the dtype's maximum would overflow the solvers' sums: they are
+    solved on M divided by a power of two (the same plan), the potentials
+    and the cost multiplied back."""
+    scale = _headroom_scale(M) if backend != "reference" else 1.0
+    if scale == 1.0:
+        return _solve_at_scale(a, b, M, uniform, max_iter, backend)
+    sol = _solve_at_scale(a, b, M / scale, uniform, max_iter, backend)
+    return sol._replace(u=sol.u * scale, v=sol.v * scale, cost=sol.cost * scale)
+
+
+def _solve_at_scale(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
     batch, n, m = M.shape
     ok = torch.ones(batch, dtype=torch.int32, device=M.device)
     if backend == "reference":
@@ -144,15 +155,7 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
         v = result.v - shift[:, None]
         return _Solution(None, result.col_ind, weight, u, v, result.cost * weight, ok)
     _library.require_kernel("emd", M.device)
-    # Costs near the dtype's maximum overflow the simplex's sums of
-    # potentials: solved on M divided by a power of two (the same plan), the
-    # potentials and the cost multiplied back.
-    scale = _headroom_scale(M)
-    if scale != 1.0:
-        M = M / scale
     plan, u, v, cost, status = torch.ops.fastgan.emd.default(a, b, M, max_iter)
-    if scale != 1.0:
-        u, v, cost = u * scale, v * scale, cost * scale
     return _Solution(plan, None, None, u, v, cost, status)
 
 

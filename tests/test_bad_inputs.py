@@ -252,8 +252,8 @@ def test_distances_name_bad_points_and_weights():
         (lambda: fot.sliced_wasserstein(x, x, torch.ones(5) / 5), ValueError, "`a` must have shape \\(4,\\)"),
         (lambda: fot.sliced_wasserstein(x, x, None, torch.ones(3) / 3), ValueError, "`b` must have shape"),
         (lambda: fot.sliced_wasserstein(x, x.double()), TypeError, "`x` has dtype torch.float32 but `y`"),
-        (lambda: fot.sliced_wasserstein(x[:0], x), ValueError, "`x` must have at least one point"),
-        (lambda: fot.sliced_wasserstein_distance(x, x[:, :0]), ValueError, "`X_t` must have at least one point"),
+        (lambda: fot.sliced_wasserstein(x[:0], x), ValueError, "`x` needs at least one point"),
+        (lambda: fot.sliced_wasserstein_distance(x, x[:, :0]), ValueError, "`X_t` needs at least one point"),
         (lambda: fot.wasserstein(x.half(), x.half()), TypeError, "`x` has dtype torch.float16"),
         (lambda: fot.wasserstein(x, x.bfloat16()), TypeError, "`y` has dtype torch.bfloat16"),
     ]

@@ -66,3 +66,20 @@ def root(total: torch.Tensor, p: float) -> torch.Tensor:
     positive_total = total > 0
     safe = torch.where(positive_total, total, torch.ones_like(total))
     return torch.where(positive_total, safe.pow(1.0 / p), torch.zeros_like(total))
+
+
+def check_clouds(x: object, y: object, names: tuple[str, str]) -> None:
+    """Two float32/float64 point clouds (n, d) / (B, n, d) of one dtype, with
+    points and features, sharing batch and feature sizes; else an error naming them."""
+    for t, name in zip((x, y), names):
+        float_tensor(t, name)
+        if t.dim() not in (2, 3):
+            raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
+        if t.shape[-2] == 0 or t.shape[-1] == 0:
+            raise ValueError(f"`{name}` needs at least one point and one feature, got shape {tuple(t.shape)}")
+    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
+        raise ValueError(
+            f"`{names[0]}` {tuple(x.shape)} and `{names[1]}` {tuple(y.shape)} must share batch and feature dimensions"
+        )
+    if x.dtype != y.dtype:
+        raise TypeError(f"`{names[0]}` has dtype {x.dtype} but `{names[1]}` has {y.dtype}")

@@ -37,7 +37,7 @@ import torch
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
-from fastgan.ot._checks import float_tensor, mass_tolerance, power_of_two_scale, root
+from fastgan.ot._checks import check_clouds, float_tensor, mass_tolerance, power_of_two_scale, root
 from fastgan.ot._compat import ArrayLike, UnequalMassError, array_io, check_threads, external_stacklevel
 from fastgan.ot.sinkhorn import several_histograms
 
@@ -433,20 +433,10 @@ def wasserstein(
     p = positive(p, "p")
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
+    check_clouds(x, y, ("x", "y"))
     for t, name in ((x, "x"), (y, "y")):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-        float_tensor(t, name)
-        if t.dim() not in (2, 3):
-            raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
-        if t.shape[-2] == 0 or t.shape[-1] == 0:
-            raise ValueError(f"`{name}` needs at least one point and one feature, got shape {tuple(t.shape)}")
         if not bool(torch.isfinite(t.detach()).all()):
             raise ValueError(f"`{name}` contains NaN or infinite values")
-    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
-        raise ValueError(f"`x` {tuple(x.shape)} and `y` {tuple(y.shape)} must share batch and feature dimensions")
-    if x.dtype != y.dtype:
-        raise TypeError(f"`x` has dtype {x.dtype} but `y` has {y.dtype}")
     batched = x.dim() == 3
     xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
     # W is homogeneous of degree 1: solved on the clouds divided by a power

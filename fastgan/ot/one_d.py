@@ -23,7 +23,7 @@ import torch
 
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
-from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale, root
+from fastgan.ot._checks import check_clouds, check_finite, check_weights, power_of_two_scale, root
 from fastgan.ot._compat import NUMPY_CALL, ArrayLike, array_io
 
 __all__ = ["sliced_wasserstein", "sliced_wasserstein_distance", "wasserstein_1d"]
@@ -150,23 +150,6 @@ def wasserstein_1d(
     return cost.reshape(batch)
 
 
-def _check_clouds(x: object, y: object, names: tuple[str, str]) -> None:
-    for t, name in zip((x, y), names):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-        float_tensor(t, name)
-        if t.dim() not in (2, 3):
-            raise ValueError(f"`{name}` must be a (n, d) or (B, n, d) Tensor, got shape {tuple(t.shape)}")
-        if t.shape[-2] == 0 or t.shape[-1] == 0:
-            raise ValueError(f"`{name}` must have at least one point and one feature, got shape {tuple(t.shape)}")
-    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
-        raise ValueError(
-            f"`{names[0]}` {tuple(x.shape)} and `{names[1]}` {tuple(y.shape)} must share batch and feature dimensions"
-        )
-    if x.dtype != y.dtype:
-        raise TypeError(f"`{names[0]}` has dtype {x.dtype} but `{names[1]}` has {y.dtype}")
-
-
 def _sliced(x, y, a, b, theta, p: float, backend: str, names: tuple[str, ...]):
     """(the sliced distance, W_p^p of every projection): ``(...)`` and ``(..., P)``.
 
@@ -226,7 +209,7 @@ def sliced_wasserstein(
         ``()`` or ``(B,)``; differentiable with respect to x, y (and weights).
     """
     n_projections = positive_int(n_projections, "n_projections")
-    _check_clouds(x, y, ("x", "y"))
+    check_clouds(x, y, ("x", "y"))
     device = generator.device if generator is not None else x.device
     theta = torch.randn(x.shape[-1], n_projections, generator=generator, device=device, dtype=x.dtype)
     theta = (theta / torch.linalg.vector_norm(theta, dim=0, keepdim=True)).to(x.device)
@@ -299,7 +282,7 @@ def sliced_wasserstein_distance(
         if not callable(transform):
             raise TypeError(f"`scaler` must be callable or have .transform, got {type(scaler).__name__}")
         X_s, X_t = transform(X_s), transform(X_t)
-    _check_clouds(X_s, X_t, ("X_s", "X_t"))
+    check_clouds(X_s, X_t, ("X_s", "X_t"))
     if projections is None:
         n_projections = positive_int(n_projections, "n_projections")
         projections = _pot_projections(X_s.shape[-1], n_projections, seed, X_s)

@@ -7,6 +7,12 @@ is a CUDA build and a CUDA toolkit is found (no visible GPU needed), or when
 GPUs' architectures are used, or, with no GPU visible, every architecture the
 installed torch was built for.
 
+``FASTGAN_SANITIZE=address,undefined`` (any of address, undefined,
+float-cast-overflow, comma-separated) builds the C++ kernels instrumented by
+those sanitizers, at -O1 with frame pointers, every report fatal; it needs
+``FASTGAN_CPU_ONLY=1``. The library then needs the sanitizer runtimes
+preloaded into python (scripts/sanitize.sh does that).
+
 Install against the torch already in the environment:
 
     pip install --no-build-isolation .       # or -e . for development
@@ -56,6 +62,31 @@ def _default_cuda_archs() -> None:
     print(f"fastgan: no GPU visible; building for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
 
 
+_SANITIZERS = ("address", "undefined", "float-cast-overflow")
+
+
+def _sanitize_flags() -> list[str]:
+    """Compiler and linker flags for FASTGAN_SANITIZE, [] when it is not set.
+
+    They go after the optimisation flags (-O3 from Python's and fastgan's
+    own), so -O1 is the level used. -fno-wrapv undoes Python's -fwrapv, under
+    which signed overflow is defined and UBSan would not look for it.
+    """
+    names = [n.strip() for n in os.environ.get("FASTGAN_SANITIZE", "").split(",") if n.strip()]
+    if not names:
+        return []
+    unknown = sorted(set(names) - set(_SANITIZERS))
+    if unknown:
+        raise SystemExit(f"fastgan: FASTGAN_SANITIZE: unknown sanitizer(s) {unknown}; expected {list(_SANITIZERS)}")
+    if not _env_flag("FASTGAN_CPU_ONLY"):
+        raise SystemExit("fastgan: FASTGAN_SANITIZE instruments the CPU kernels only; set FASTGAN_CPU_ONLY=1 too")
+    sanitize = ",".join(names)
+    return [
+        "-O1", "-g", "-fno-omit-frame-pointer", "-fno-wrapv",
+        f"-fsanitize={sanitize}", f"-fno-sanitize-recover={sanitize}",
+    ]
+
+
 def _sources(pattern: str) -> list[str]:
     return sorted(str(p.relative_to(ROOT)) for p in ROOT.glob(pattern))
 
@@ -67,10 +98,12 @@ def _extension(with_cuda: bool):
     # are observed anyway): leaky relu ran 20x faster with it.
     # No -std: each torch version compiles extensions in the standard it was
     # built with (C++17 up to 2.13, C++20 from 2.14); the sources are C++17.
-    cxx = ["-O3", "-fopenmp", "-fno-trapping-math"]
+    sanitize = _sanitize_flags()
+    cxx = ["-O3", "-fopenmp", "-fno-trapping-math", *sanitize]
     if not with_cuda:
         return cpp_extension.CppExtension(
-            "fastgan._C", sources, extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"]
+            "fastgan._C", sources, extra_compile_args={"cxx": cxx},
+            extra_link_args=["-fopenmp", *(f for f in sanitize if f.startswith("-fsanitize="))],
         )
     _default_cuda_archs()
     return cpp_extension.CUDAExtension(
@@ -94,6 +127,7 @@ class BuildExtension(cpp_extension.BuildExtension):
             "torch_version": torch.__version__,
             "cuda_version": torch.version.cuda if with_cuda else None,
             "cuda_arch_list": os.environ.get("TORCH_CUDA_ARCH_LIST") if with_cuda else None,
+            "sanitize": ",".join(f[len("-fsanitize="):] for f in _sanitize_flags() if f.startswith("-fsanitize=")) or None,
         }
         lines = ['"""What fastgan\'s compiled library was built with (written by setup.py)."""', ""]
         lines += [f"{key.upper()} = {value!r}" for key, value in config.items()]

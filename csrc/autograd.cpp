@@ -276,21 +276,19 @@ void check_linear(
     const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
     const at::Tensor& state, int64_t index, int64_t offset) {
   const char* op = spectral_norm::kLinear;
-  TORCH_CHECK(
+  TORCH_CHECK_VALUE(
       weight.dim() == 2, op, ": `weight` must be 2-D (out_features, in_features), got shape ",
       weight.sizes());
   spectral_norm::check_scale(weight, state, index, offset, 0, op);
-  TORCH_CHECK(
+  TORCH_CHECK_VALUE(
       input.dim() >= 1 && input.size(-1) == weight.size(1), op, ": `input` must have shape (*, ",
       weight.size(1), ") for a weight of shape ", weight.sizes(), ", got ", input.sizes());
-  TORCH_CHECK(
+  TORCH_CHECK_TYPE(
       input.scalar_type() == weight.scalar_type(), op, ": `input` has dtype ",
       input.scalar_type(), " but `weight` has ", weight.scalar_type());
-  TORCH_CHECK(
-      input.device() == weight.device(), op, ": `input` is on ", input.device(),
-      " but `weight` is on ", weight.device());
+  check_same_device(input, {"input"}, weight, {"weight"}, op);
   if (bias.has_value() && bias->defined()) {
-    TORCH_CHECK(
+    TORCH_CHECK_VALUE(
         bias->dim() == 1 && bias->size(0) == weight.size(0) &&
             bias->scalar_type() == weight.scalar_type() && bias->device() == weight.device(),
         op, ": `bias` must be a ", weight.scalar_type(), " tensor of shape (", weight.size(0),

@@ -76,6 +76,8 @@ void check_args(
   TORCH_CHECK_TYPE(
       dtype == at::kFloat || dtype == at::kDouble, kOp,
       ": the weights must be float32 or float64, got ", dtype);
+  TORCH_CHECK_VALUE(
+      weights[0].dim() == 2, kOp, ": weights[0] must have shape (out, in), got ", weights[0].sizes());
   for (const auto& [name, t] :
        {std::pair{"real", &real}, std::pair{"fake", &fake}, std::pair{"x_hat", &x_hat}}) {
     TORCH_CHECK_VALUE(
@@ -94,9 +96,6 @@ void check_args(
             static_cast<int64_t>(sn_offsets.size()) == layers,
         kOp, ": `sn_indices` and `sn_offsets` must have one entry per layer (", layers, "), got ",
         sn_indices.size(), " and ", sn_offsets.size());
-    for (int64_t l = 0; l < layers; ++l) {
-      spectral_norm::check_scale(weights[l], *sn_state, sn_indices[l], sn_offsets[l], 0, kOp);
-    }
   }
   int64_t in = weights[0].size(1);
   for (int64_t l = 0; l < layers; ++l) {
@@ -112,6 +111,11 @@ void check_args(
     TORCH_CHECK_VALUE(
         b.dim() == 1 && b.size(0) == w.size(0), kOp, ": biases[", l, "] must have shape (",
         w.size(0), ",), got ", b.sizes());
+    if (sn_state.has_value() && sn_state->defined()) {
+      spectral_norm::check_scale(
+          w, *sn_state, sn_indices[l], sn_offsets[l], 0, kOp,
+          {{"weights", l}, {"sn_state"}, {"sn_indices", l}, {"sn_offsets", l}});
+    }
     in = w.size(0);
   }
   TORCH_CHECK_VALUE(

@@ -169,7 +169,13 @@ def on_host(op: str, *args):
     The tensor arguments are copied to the host and the tensor results back to
     the arguments' GPU.
     """
-    device = next(a.device for a in args if isinstance(a, torch.Tensor) and a.device.type == "cuda")
+    devices = {a.device for a in args if isinstance(a, torch.Tensor)}
+    if len(devices) != 1:
+        # The CPU kernel would check the copies, which all are on the host.
+        raise ValueError(
+            f"fastgan::{op}: the tensor arguments must be on one device, got {sorted(map(str, devices))}"
+        )
+    device = next(iter(devices))
     out = getattr(torch.ops.fastgan, op).default(*(a.cpu() if isinstance(a, torch.Tensor) else a for a in args))
     if isinstance(out, (tuple, list)):
         return tuple(t.to(device) for t in out)

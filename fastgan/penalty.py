@@ -278,11 +278,19 @@ def gradient_penalty(
         return weight * penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
 
 
-def _couples_samples(critic: object) -> bool:
-    """Whether the critic may mix samples of a batch (BatchNorm), or cannot be inspected."""
+def couples_samples(critic: object) -> bool:
+    """Whether a critic's output for one sample may depend on the other samples of its batch.
+
+    True for a critic with BatchNorm, with a module whose class sets ``couples_batch = True``
+    (fastgan's ``MinibatchStd``: declare it on any layer that computes batch statistics),
+    or that is not an ``nn.Module`` (it cannot be inspected). Such a critic must see real,
+    fake and interpolated samples in separate calls.
+    """
     if not isinstance(critic, torch.nn.Module):
         return True
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in critic.modules())
+    return any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_batch", False) for m in critic.modules()
+    )
 
 
 _UNSET = object()
@@ -326,7 +334,7 @@ def _arrangement(
                 "fastgan's kernels (backend='auto')"
             )
         return arrangement
-    coupled = _couples_samples(critic)
+    coupled = couples_samples(critic)
     if arrangement == "auto":
         if coupled:
             return "separate"
@@ -337,7 +345,8 @@ def _arrangement(
     if arrangement != "separate" and coupled:
         raise ValueError(
             f"arrangement={arrangement!r} evaluates real and fake samples in one batch, which "
-            "changes the outputs of a critic with BatchNorm (or a critic that is not an nn.Module)"
+            "changes the outputs of a critic with BatchNorm or another batch statistic (or a critic "
+            "that is not an nn.Module)"
         )
     return arrangement
 

@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgan.kernels import _checks
+
 BLOCK = 1024
 
 #: Activation codes, in the order of csrc/common/bias_act.h.
@@ -189,8 +191,10 @@ def bias_act(
     grad: torch.Tensor | None = None, order: int = 0,
 ) -> torch.Tensor:
     """``gain * act^(order)(x + bias)`` (times ``grad`` for order >= 1)."""
+    op = "fastgan::bias_act" if grad is None else "fastgan::bias_act_grad"
     if act not in ACT_CODES:
-        raise ValueError(f"unknown activation `act`={act!r}")
+        raise ValueError(f"{op}: unknown activation `act`={act!r}")
+    _checks.check_bias_act(op, x, bias, dim, grad)
     fmt, channels, inner = _layout(x, bias, dim)
     xc = x.contiguous(memory_format=fmt)
     gc = grad.contiguous(memory_format=fmt) if grad is not None else xc
@@ -212,5 +216,5 @@ def bias_act(
 def bias_act_grad(grad, x, bias, act, alpha, gain, dim, order):
     """Same contract as ``fastgan::bias_act_grad``."""
     if order not in (1, 2, 3):
-        raise ValueError(f"`order` must be 1 to 3, got {order}")
+        raise ValueError(f"fastgan::bias_act_grad: `order` must be 1 to 3, got {order}")
     return bias_act(x, bias, act, alpha, gain, dim, grad=grad, order=order)

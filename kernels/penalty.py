@@ -12,6 +12,8 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgan.kernels import _checks
+
 BLOCK = 1024
 
 
@@ -35,6 +37,7 @@ def _interpolate_kernel(real_ptr, fake_ptr, eps_ptr, out_ptr, dim, BLOCK: tl.con
 
 def interpolate(real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
     """``eps_i * real_i + (1 - eps_i) * fake_i`` (same contract as ``fastgan::interpolate``)."""
+    _checks.check_interpolate(real, fake, eps)
     r, f, e = real.contiguous(), fake.contiguous(), eps.contiguous()
     out = torch.empty_like(r)
     batch = r.shape[0]
@@ -70,6 +73,7 @@ def _scale_rows_kernel(g_ptr, factors_ptr, out_ptr, dim, BLOCK: tl.constexpr):
 
 def penalty_from_gradients(grads: torch.Tensor, center: float, one_sided: bool):
     """``(mean_i phi(||g_i||), norms)``: same contract as ``fastgan::penalty_from_gradients``."""
+    _checks.check_grads(grads, "fastgan::penalty_from_gradients")
     g = grads.contiguous()
     batch = g.shape[0]
     dim = g.numel() // batch
@@ -86,6 +90,7 @@ def penalty_from_gradients_backward(
     grad_penalty: torch.Tensor, grads: torch.Tensor, norms: torch.Tensor, center: float, one_sided: bool
 ) -> torch.Tensor:
     """``grad_penalty * phi'(n_i) / (n_i B) * g_i`` for every sample."""
+    _checks.check_penalty_backward(grad_penalty, grads, norms)
     g = grads.contiguous()
     batch = g.shape[0]
     dim = g.numel() // batch

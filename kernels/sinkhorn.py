@@ -29,6 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
+from fastgan.kernels import _checks
 from fastgan.reference.sinkhorn import damping, log_weights, points_cost
 
 BLOCK_N = 32
@@ -419,6 +420,7 @@ def _split(value: float) -> tuple[float, float]:
 
 def sinkhorn_softmin(x: torch.Tensor, y: torch.Tensor, h: torch.Tensor, eps: float, p: int) -> torch.Tensor:
     """``-eps log sum_j exp(h_j - C(x_i, y_j) / eps)``: same contract as ``fastgan::sinkhorn_softmin``."""
+    _checks.check_softmin(x, y, h, eps, p)
     x, y, h = x.contiguous(), y.contiguous(), h.contiguous()
     batch, n, d = x.shape
     m = y.shape[1]
@@ -470,6 +472,7 @@ def sinkhorn_points(x, y, a, b, p, eps_list, debias, tol, max_iter, rho=None):
     Problems that have converged (tol >= 0) keep their potentials and drop
     out of the launches: later iterations run on the problems still moving.
     """
+    _checks.check_sinkhorn_points(x, y, a, b, p, eps_list, tol, max_iter)
     rho = _unbalanced_rho(rho)
     x, y, a, b = x.contiguous(), y.contiguous(), a.contiguous(), b.contiguous()
     la, lb = log_weights(a), log_weights(b)
@@ -554,6 +557,7 @@ def _envelope_term(pot, w, grad_cost, eps, rho):
 
 def sinkhorn_points_backward(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps, rho=None):
     """Same contract as ``fastgan::sinkhorn_points_backward``."""
+    _checks.check_sinkhorn_points_backward(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps)
     rho = _unbalanced_rho(rho)
     x, y = x.contiguous(), y.contiguous()
     debias = faa.numel() > 0

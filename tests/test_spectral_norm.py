@@ -431,15 +431,15 @@ def test_linear_opcheck(generator):
 
 def test_linear_bad_input_errors(generator):
     x, w, b, state = linear_problem(generator)
-    with pytest.raises(RuntimeError, match=r"`input` must have shape \(\*, 5\)"):
+    with pytest.raises(ValueError, match=r"`input` must have shape \(\*, 5\)"):
         linear(x[:, :4], w, b, state, 0, 1)
-    with pytest.raises(RuntimeError, match="`input` has dtype Float but `weight` has Double"):
+    with pytest.raises(TypeError, match="`input` has dtype Float but `weight` has Double"):
         linear(x.float(), w, b, state, 0, 1)
-    with pytest.raises(RuntimeError, match=r"`bias` must be a Double tensor of shape \(4,\)"):
+    with pytest.raises(ValueError, match=r"`bias` must be a Double tensor of shape \(4,\)"):
         linear(x, w, b[:3], state, 0, 1)
-    with pytest.raises(RuntimeError, match="`weight` must be 2-D"):
+    with pytest.raises(ValueError, match="`weight` must be 2-D"):
         linear(x, w.view(4, 5, 1), b, state, 0, 1)
-    with pytest.raises(RuntimeError, match="do not fit a state"):
+    with pytest.raises(ValueError, match="do not fit a state"):
         linear(x, w, b, state, 0, 7)
 
 
@@ -468,15 +468,15 @@ def test_bad_input_errors():
     with pytest.raises(ValueError, match="n_power_iterations"):
         spectral_norm_all(nn.Linear(3, 2), n_power_iterations=0)
     w = torch.randn(3, 2)
-    with pytest.raises(RuntimeError, match=r"us\[0\] must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"us\[0\] must have shape \(3,\)"):
         power_iteration([w], [torch.ones(2)], [torch.ones(2)], [0], 1, 1e-12)
-    with pytest.raises(RuntimeError, match="one entry per layer"):
+    with pytest.raises(ValueError, match="one entry per layer"):
         power_iteration([w], [torch.ones(3)], [], [0], 1, 1e-12)
-    with pytest.raises(RuntimeError, match=r"vs\[0\] has dtype Double"):
+    with pytest.raises(TypeError, match=r"vs\[0\] has dtype Double"):
         power_iteration([w], [torch.ones(3)], [torch.ones(2, dtype=torch.float64)], [0], 1, 1e-12)
-    with pytest.raises(RuntimeError, match="`eps` must be > 0"):
+    with pytest.raises(ValueError, match="`eps` must be > 0"):
         power_iteration([w], [torch.ones(3)], [torch.ones(2)], [0], 1, 0.0)
-    with pytest.raises(RuntimeError, match="at least 2 dimensions"):
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
         power_iteration([torch.ones(3)], [torch.ones(3)], [torch.ones(1)], [0], 1, 1e-12)
 
 

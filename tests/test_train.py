@@ -376,3 +376,63 @@ def test_quality_checks_do_not_shift_the_training():
     assert b.mode_quality(300, seed=1)["mode_counts"].tolist() == b.mode_quality(300, seed=1)["mode_counts"].tolist()
     with pytest.raises(ValueError, match="mixture"):
         Trainer(_tiny("wgan-gp", data="swissroll")).mode_quality(10)
+
+
+@pytest.mark.parametrize("algo", ["gan", "wgan", "wgan-gp", "sngan", "lsgan", "fgan-kl"])
+@pytest.mark.parametrize("pack", [1, 2])
+def test_minibatch_statistic_sees_real_and_fake_batches_apart(algo, pack):
+    """ProGAN / StyleGAN: the minibatch std of a critic call is over real-only or fake-only rows."""
+    data = torch.randn(64, 2) + 7.0
+    trainer = Trainer(_tiny(algo, minibatch_std=True, pack=pack, normalize=False), data=TensorData(data))
+    assert trainer._mlp_critic is None  # the statistic rules out the fused MLP path
+    seen: list[torch.Tensor] = []
+    stats = [m for m in trainer.D.modules() if isinstance(m, fastgan.train.models.MinibatchStd)]
+    assert len(stats) == 1
+    trainer.D.register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
+    trainer.train_steps(3)
+    kinds = set()
+    for x in seen:
+        assert x.shape[0] == trainer.cfg.batch_size  # one batch per call, never [real; fake]
+        is_real = (x[:, None, :] == data[None]).all(-1).any(-1)  # rows drawn from the data set
+        assert bool(is_real.all()) or not bool(is_real.any()), "a critic call mixed real and other rows"
+        kinds.add("real" if bool(is_real.all()) else "other")
+    assert kinds == {"real", "other"}
+    with pytest.raises(ValueError, match="arrangement='pair'"):
+        fastgan.wgan_gp_critic_loss(trainer.D, data[:4], data[4:8], arrangement="pair")
+
+
+def test_resume_keeps_the_partial_log_window(tmp_path, monkeypatch):
+    # A run killed after a checkpoint that falls inside a log window resumes to the same history.
+    kw = dict(steps=6, log_every=3, checkpoint_every=2, n_critic=2)
+    full = Trainer(_tiny("wgan-gp", **kw))
+    full.fit()
+    first = Trainer(_tiny("wgan-gp", **kw), out=tmp_path)
+    real_iteration = first._iteration
+
+    def killed_after_step_4() -> None:
+        if first.step == 4:
+            raise KeyboardInterrupt
+        real_iteration()
+
+    monkeypatch.setattr(first, "_iteration", killed_after_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    assert ckpt.load(tmp_path / "checkpoint.pt")["step"] == 4
+    resumed = Trainer(_tiny("wgan-gp", **kw), out=tmp_path)
+    resumed.fit(resume=True)
+    assert full.history["step"] == resumed.history["step"] == [3, 6]
+    assert full.history == resumed.history
+
+
+def test_resume_runs_with_the_new_learning_rate(tmp_path):
+    Trainer(_tiny("wgan-gp", steps=2, lr=1e-3), out=tmp_path).fit()
+    resumed = Trainer(_tiny("wgan-gp", steps=4, lr=1e-2, betas=(0.3, 0.8)), out=tmp_path)
+    with pytest.warns(UserWarning, match=r"lr 0.001 -> 0.01.*betas"):
+        resumed.resume()
+    for opt in (resumed.opt_D, resumed.opt_G):
+        for group in opt.param_groups:
+            assert group["betas"] == (0.3, 0.8)
+    resumed.fit(resume=False)
+    scale = 1 - 3 / 4  # linear decay (the 2-D recipe) at the last step's start
+    assert resumed.opt_D.param_groups[0]["lr"] == pytest.approx(1e-2 * scale)
+    assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-2

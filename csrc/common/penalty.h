@@ -13,6 +13,7 @@
 
 #include <cmath>
 
+#include "checks.h"
 #include "dtypes.h"
 #include "macros.h"
 
@@ -44,6 +45,26 @@ inline void check_grads(const at::Tensor& grads, const char* op_name) {
   TORCH_CHECK_TYPE(
       is_float_dtype(grads.scalar_type()), op_name, ": `grads` has dtype ", grads.scalar_type(),
       "; expected float32, float64, float16 or bfloat16");
+}
+
+// The backward's arguments besides `grads` (checked by check_grads).
+inline void check_backward(
+    const at::Tensor& grad_penalty, const at::Tensor& grads, const at::Tensor& norms,
+    const char* op_name) {
+  TORCH_CHECK_VALUE(
+      grad_penalty.numel() == 1, op_name, ": `grad_penalty` must hold one element, got shape ",
+      grad_penalty.sizes());
+  TORCH_CHECK_TYPE(
+      is_float_dtype(grad_penalty.scalar_type()), op_name, ": `grad_penalty` has dtype ",
+      grad_penalty.scalar_type(), "; expected a floating-point dtype");
+  TORCH_CHECK_VALUE(
+      norms.dim() == 1 && norms.size(0) == grads.size(0), op_name, ": `norms` must have shape (",
+      grads.size(0), ",), got ", norms.sizes());
+  TORCH_CHECK_TYPE(
+      is_float_dtype(norms.scalar_type()), op_name, ": `norms` has dtype ", norms.scalar_type(),
+      "; expected a floating-point dtype");
+  check_same_device(grad_penalty, {"grad_penalty"}, grads, {"grads"}, op_name);
+  check_same_device(norms, {"norms"}, grads, {"grads"}, op_name);
 }
 
 inline void check_interpolate(

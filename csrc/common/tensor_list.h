@@ -10,6 +10,8 @@
 #include <utility>
 #include <vector>
 
+#include "checks.h"
+
 namespace fastgan {
 
 // The tensors of a list as flat runs of memory that an elementwise in-place
@@ -26,10 +28,7 @@ class FlatTensorList {
     flat_.reserve(tensors.size());
     for (size_t i = 0; i < tensors.size(); ++i) {
       const at::Tensor& t = tensors[i];
-      TORCH_CHECK(
-          at::has_internal_overlap(t) != at::MemOverlap::Yes,
-          op_name, ": tensors[", i, "] has internally overlapping memory (an "
-          "expanded tensor, say); it cannot be updated in place");
+      check_writable(t, op_name, {"tensors", static_cast<int64_t>(i)});
       if (t.numel() == 0) {
         continue;
       }

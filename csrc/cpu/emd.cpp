@@ -43,6 +43,7 @@
 #include <tuple>
 #include <vector>
 
+#include "../common/checks.h"
 #include "vectorize.h"
 
 namespace fastgan::cpu {
@@ -542,6 +543,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> emd(
   TORCH_CHECK_TYPE(
       b.scalar_type() == dtype, kOp, ": `b` has dtype ", b.scalar_type(), " but `M` has ", dtype);
   TORCH_CHECK_VALUE(M.dim() == 3, kOp, ": `M` must have shape (B, n, m), got ", M.sizes());
+  check_same_device(a, {"a"}, M, {"M"}, kOp);
+  check_same_device(b, {"b"}, M, {"M"}, kOp);
   const int64_t batch = M.size(0), n = M.size(1), m = M.size(2);
   TORCH_CHECK_VALUE(
       a.dim() == 2 && a.size(0) == batch && a.size(1) == n, kOp, ": `a` must have shape (B, n) = (",

@@ -105,12 +105,7 @@ at::Tensor penalty_from_gradients_backward(
     const at::Tensor& grad_penalty, const at::Tensor& grads, const at::Tensor& norms,
     double center, bool one_sided) {
   penalty::check_grads(grads, kBackward);
-  TORCH_CHECK(
-      grad_penalty.numel() == 1, kBackward, ": `grad_penalty` must hold one element, got shape ",
-      grad_penalty.sizes());
-  TORCH_CHECK(
-      norms.dim() == 1 && norms.size(0) == grads.size(0), kBackward,
-      ": `norms` must have shape (", grads.size(0), "), got ", norms.sizes());
+  penalty::check_backward(grad_penalty, grads, norms, kBackward);
   const at::Tensor g = grads.contiguous();
   const int64_t batch = g.size(0);
   const int64_t dim = g.numel() / batch;

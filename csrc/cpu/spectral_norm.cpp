@@ -647,10 +647,7 @@ at::Tensor scale_backward(
     int64_t offset, int64_t dim) {
   const MatrixShape s = spectral_norm::check_scale(
       weight, state, index, offset, dim, spectral_norm::kScaleBackward);
-  TORCH_CHECK(
-      grad.sizes() == weight.sizes() && grad.scalar_type() == weight.scalar_type(),
-      spectral_norm::kScaleBackward, ": `grad` must match `weight` (", weight.scalar_type(), " ",
-      weight.sizes(), "), got ", grad.scalar_type(), " ", grad.sizes());
+  spectral_norm::check_grad(grad, weight, spectral_norm::kScaleBackward);
   const at::Tensor g = grad.contiguous();
   const at::Tensor w = weight.contiguous();
   at::Tensor out = at::empty(w.sizes(), w.options());

@@ -393,12 +393,7 @@ at::Tensor scale_backward(
     int64_t offset, int64_t dim) {
   const MatrixShape s = spectral_norm::check_scale(
       weight, state, index, offset, dim, spectral_norm::kScaleBackward);
-  TORCH_CHECK(
-      grad.sizes() == weight.sizes() && grad.scalar_type() == weight.scalar_type() &&
-          grad.device() == weight.device(),
-      spectral_norm::kScaleBackward, ": `grad` must match `weight` (", weight.scalar_type(), " ",
-      weight.sizes(), " on ", weight.device(), "), got ", grad.scalar_type(), " ", grad.sizes(),
-      " on ", grad.device());
+  spectral_norm::check_grad(grad, weight, spectral_norm::kScaleBackward);
   const c10::cuda::CUDAGuard guard(weight.device());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const at::Tensor g = grad.contiguous();

@@ -38,7 +38,11 @@ class MinibatchStd(nn.Module):
     """Appends the batch's mean standard deviation as one extra feature (Karras et al., ProGAN).
 
     Works on (N, F) features (adds one column) and (N, C, H, W) maps (adds one channel).
+    The statistic couples the samples of a batch, so a critic with it must see real and
+    fake samples in separate calls (``couples_batch``; see ``fastgan.penalty.couples_samples``).
     """
+
+    couples_batch = True
 
     def forward(self, x: Tensor) -> Tensor:
         std = x.float().std(dim=0, unbiased=False).mean().to(x.dtype) if x.shape[0] > 1 else x.new_zeros(())

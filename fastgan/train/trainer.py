@@ -14,6 +14,7 @@ import math
 import os
 import random
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 import fastgan
 from fastgan import losses
-from fastgan.penalty import interpolate, mlp_critic_layers, mlp_critic_penalty, penalty_from_gradients
+from fastgan.penalty import couples_samples, interpolate, mlp_critic_layers, mlp_critic_penalty, penalty_from_gradients
 from fastgan.train import checkpoint as ckpt
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.models import build_models
@@ -174,6 +175,14 @@ class Trainer:
             critic = fastgan.nn.fuse_activations_(critic)
         self.G = generator.to(self.device, self.dtype)
         self.D = critic.to(self.device, self.dtype)
+        #: The critic mixes the samples of a batch (BatchNorm, minibatch std): real, fake and
+        #: interpolated samples then go through it in separate calls, as ProGAN's and StyleGAN's do.
+        self._coupled = couples_samples(self.D)
+        if self._coupled and self.distributed:
+            raise ValueError(
+                "a critic with batch statistics (BatchNorm, `minibatch_std`) is not supported under torchrun: "
+                "each process would see only its slice of the batch"
+            )
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema > 0 else None
         # Parameter lists walked every generator step, gathered once.
         self._d_params = [p for p in self.D.parameters() if p.requires_grad]
@@ -289,7 +298,7 @@ class Trainer:
             d_real, d_fake, _ = mlp_critic_penalty(self._mlp_critic, real, fake)
         else:
             with self._autocast():
-                if _has_batchnorm(self.D) and not self.distributed:
+                if self._coupled:
                     d_real, d_fake = self.D_train(real).to(self.dtype), self.D_train(fake).to(self.dtype)
                 else:
                     scores = self.D_train(torch.cat([real, fake])).to(self.dtype)
@@ -309,7 +318,10 @@ class Trainer:
         cfg = self.cfg
         m = real.shape[0] // cfg.pack  # scores per part: one per sample, or one per pack
         with self._autocast():
-            if self.distributed or cfg.spectral_norm:
+            if self._coupled:
+                d_real, d_fake = self.D_train(real).to(self.dtype), self.D_train(fake).to(self.dtype)
+                d_hat = self.D_train(x_hat).to(self.dtype)
+            elif self.distributed or cfg.spectral_norm:
                 # One forward over [real; fake; x_hat], one backward: what DDP's reducer
                 # expects, and one power iteration per critic step under spectral norm.
                 scores = self.D_train(torch.cat([real, fake, x_hat])).to(self.dtype)
@@ -368,6 +380,7 @@ class Trainer:
             "w1_history": self.w1_history,
             "elapsed": self.elapsed,
             "config": self.cfg.to_dict(),
+            "log_window": {"sums": self._loss_sums, "count": self._loss_count, "g_loss": self._last_g_loss},
         }
         if self.G_ema is not None:
             state["G_ema"] = self.G_ema.state_dict()
@@ -389,6 +402,23 @@ class Trainer:
         if self.G_ema is not None and "G_ema" in state:
             self.G_ema.load_state_dict(state["G_ema"])
         self.step = int(state["step"])
+        window = state.get("log_window")
+        if window is not None:  # losses since the last log record, so the next record matches an unbroken run
+            self._loss_sums = list(window["sums"]) if window["sums"] is not None else None
+            self._loss_count = int(window["count"])
+            self._last_g_loss = window["g_loss"]
+        # The optimizers' hyper-parameters are the configuration's, not the checkpoint's: a
+        # resumed run with another --lr or --betas runs with them (and says so).
+        old = state.get("config", {})
+        changed = [f"{k} {old[k]!r} -> {getattr(self.cfg, k)!r}" for k in ("lr", "lr_g", "betas", "lr_decay")
+                   if k in old and old[k] != (list(self.cfg.betas) if k == "betas" else getattr(self.cfg, k))]
+        if self.cfg.optimizer == "adam":
+            for opt in (self.opt_D, self.opt_G):
+                for group in opt.param_groups:
+                    group["betas"] = tuple(float(b) for b in self.cfg.betas)
+        self._set_learning_rates()
+        if changed and self.rank == 0:
+            warnings.warn(f"resumed at step {self.step} with the new optimizer settings: {', '.join(changed)}", stacklevel=2)
 
     @property
     def checkpoint_path(self) -> Optional[Path]:
@@ -450,10 +480,8 @@ class Trainer:
         self.w1_history["wall_s"].append(self.elapsed)
 
     def _set_learning_rates(self) -> None:
-        """``lr_decay="linear"``: both rates fall linearly from their value to 0 at ``config.steps``."""
-        if self.cfg.lr_decay == "none":
-            return
-        scale = max(0.0, 1.0 - self.step / max(self.cfg.steps, 1))
+        """The configured rates; ``lr_decay="linear"``: falling linearly to 0 at ``config.steps``."""
+        scale = 1.0 if self.cfg.lr_decay == "none" else max(0.0, 1.0 - self.step / max(self.cfg.steps, 1))
         for opt, lr in ((self.opt_D, self.cfg.lr), (self.opt_G, self.cfg.lr_g or self.cfg.lr)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale

@@ -496,3 +496,13 @@ def test_emd2_with_costs_near_the_dtype_max(dtype, n, m, generator):
     expected = pot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), (M.double() / 2.0**64).numpy()) * 2.0**64
     assert int(log["result_code"]) == 1 and log["warning"] is None
     assert float(cost) == pytest.approx(expected, rel=1e-6 if dtype == torch.float32 else 1e-12)
+
+
+def test_sinkhorn_divergence_refuses_an_eps_its_dtype_cannot_hold(generator):
+    """blur^p below float32's smallest normal used to give NaN."""
+    x = torch.randn(3, 1, generator=generator) * 1e-30
+    y = torch.randn(2, 1, generator=generator) * 1e-3
+    with pytest.raises(ValueError, match="`blur`\\^p = .* leaves the range of torch.float32"):
+        fot.sinkhorn_divergence(x, y, blur=5e-32)
+    value = fot.sinkhorn_divergence(x.double(), y.double(), blur=5e-32, max_iter=100000)
+    assert torch.isfinite(value)

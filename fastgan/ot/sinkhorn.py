@@ -598,6 +598,13 @@ def sinkhorn_divergence(
         eps_list = [e / unit**p for e in eps_list]
         rho = None if rho is None else rho / unit**p
         tol_value = tol_value / unit**p if tol_value >= 0 else tol_value
+    info = torch.finfo(x.dtype)
+    if min(eps_list) < info.tiny or max(eps_list) > info.max:
+        raise ValueError(
+            f"`blur`^p = {blur**p:.3g} against the points' diameter^p = {diameter**p:.3g} leaves the "
+            f"range of {x.dtype} (eps from {max(eps_list) * unit**p:.3g} to {min(eps_list) * unit**p:.3g}); "
+            "pass a larger `blur`, or float64 points"
+        )
     if backend == "reference":
         from fastgan import reference
 

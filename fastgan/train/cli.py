@@ -118,13 +118,19 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     return "\n".join([line] + [f"{k.ljust(width)}  {v}" for k, v in rows] + [line])
 
 
-def _memory_bytes(device: str) -> int:
-    """The memory of ``device``: the GPU's, or the machine's for the CPU."""
+def _memory_bytes(device: str) -> Optional[int]:
+    """The memory of ``device``: the GPU's, or the machine's for the CPU; None where unknown
+    (no such GPU: the trainer says so)."""
     if device.startswith("cuda"):
         import torch
 
+        if not torch.cuda.is_available():
+            return None
         return torch.cuda.get_device_properties(torch.device(device)).total_memory
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
 
 
 def _check_fits(cfg) -> None:
@@ -136,7 +142,7 @@ def _check_fits(cfg) -> None:
     need = cfg.batch_size * max(1, int(cfg.width)) * max(1, int(cfg.depth or 1)) * itemsize
     device = str(cfg.device or "cpu")
     have = _memory_bytes(device)
-    if need > have:
+    if have is not None and need > have:
         raise SystemExit(
             f"fastgan: --batch-size {cfg.batch_size} cannot fit: one batch's activations need at least "
             f"{need / 2**30:.3g} GiB and {device} has {have / 2**30:.3g} GiB"

@@ -580,7 +580,7 @@ def sinkhorn_divergence(
     if diameter is None:
         pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
         # in float64: the float32 norm of a box of side 1e20 overflows
-        diameter = float(torch.linalg.vector_norm((pts.max(0).values - pts.min(0).values).double()))
+        diameter = float(torch.linalg.vector_norm((pts.max(0).values - pts.min(0).values).double())) if pts.numel() else 0.0
         diameter = diameter if diameter > 0 else blur
     else:
         diameter = positive(diameter, "diameter")
@@ -590,7 +590,7 @@ def sinkhorn_divergence(
     # S is homogeneous: S(s x, s y; eps s^p, rho s^p) = s^p S(x, y; eps, rho).
     # Points far outside unit scale are solved divided by a power of two
     # (exact), so that their costs |x - y|^p / p stay in the dtype's range.
-    unit = float(power_of_two_scale(x3.reshape(1, -1, 1), y3.reshape(1, -1, 1)))
+    unit = float(power_of_two_scale(x3.reshape(1, -1, 1), y3.reshape(1, -1, 1))) if x3.numel() else 1.0
     if 2.0**-20 <= unit <= 2.0**20:
         unit = 1.0
     else:

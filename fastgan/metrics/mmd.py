@@ -34,13 +34,11 @@ def _check_samples(t: object, name: str) -> Tensor:
 
 
 def _squared_distances(a: Tensor, b: Tensor) -> Tensor:
-    """|a - b|^2 in float64, as |a|^2 + |b|^2 - 2 a.b (one matrix product, no
-    (n, m, d) intermediate) on points centred at their common mean: no
-    cancellation for clouds far from the origin, no overflow for large ones."""
-    centre = 0.5 * (a.detach().double().mean(-2, keepdim=True) + b.detach().double().mean(-2, keepdim=True))
-    a, b = a.double() - centre, b.double() - centre
-    sq = a.square().sum(-1).unsqueeze(-1) + b.square().sum(-1).unsqueeze(-2) - 2.0 * (a @ b.transpose(-1, -2))
-    return sq.clamp_min(0.0)
+    """|a - b|^2 in float64, from the differences themselves (torch.cdist's
+    direct mode, no (n, m, d) intermediate): no cancellation for clouds far
+    from the origin or bandwidths far below the clouds' spread, no overflow
+    for large clouds."""
+    return torch.cdist(a.double(), b.double(), compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
 def rbf_kernel(x: Tensor, y: Tensor, bandwidths: Bandwidths = 1.0) -> Tensor:

@@ -33,8 +33,15 @@ LAYERS = (nn.Linear, nn.Conv2d)
 
 # Once the hinge loss saturates, gradients vanish and Adam's second moments
 # decay into subnormal floats, which slow every contender's step tenfold on
-# x86: flush them, as the comparison is about spectral normalisation.
-torch.set_flush_denormal(True)
+# x86: flush them, as the comparison is about spectral normalisation (for
+# this module's benchmarks only: the setting is restored after them).
+@pytest.fixture(autouse=True, scope="module")
+def _flush_denormal():
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def _critic(name: str, contender: str, device: torch.device) -> nn.Module:

@@ -10,8 +10,12 @@ and weights:
 - ``fastgan``: ``backend="auto"``: fastgan's penalty (for these MLP critics the
   whole critic evaluation in one op, ``fastgan.mlp_critic_penalty``), clipping,
   batched spectral norm, fused activations;
-- ``reference``: ``backend="reference"``: the same loop on fastgan's pure-PyTorch
-  references (torch's spectral-norm parametrization, autograd penalty, clamp).
+- ``reference``: what a user writes without fastgan: ``backend="reference"``,
+  the same loop on fastgan's pure-PyTorch references (``fastgan.reference``'s
+  spectral-norm parametrization, the autograd penalty), except that WGAN's
+  clipping is the plain ``for p in critic.parameters(): p.data.clamp_(-c, c)``
+  loop after each critic step (not ``fastgan.reference.clip_parameters_``,
+  which also counts the clipped elements).
 
     PYTHONPATH=. python -m pytest bench/bench_train.py -q
 """
@@ -36,10 +40,18 @@ def make(algo: str, backend: str, device: torch.device, width: int) -> Trainer:
 def generator_iteration(algo: str, contender: str, device: torch.device, width: int = WIDTHS[-1]):
     """``n_critic`` critic updates and one generator update of a contender's trainer."""
     trainer = make(algo, "auto" if contender == "fastgan" else "reference", device, width)
+    clip = None
+    if contender == "reference" and trainer.cfg.clip is not None:
+        # the user's loop instead of the trainer's clip_parameters_ call
+        clip, trainer.cfg.clip = trainer.cfg.clip, None
+    critic = trainer.D
 
     def iteration():
         for _ in range(trainer.cfg.n_critic):
             trainer._critic_step()
+            if clip is not None:
+                for p in critic.parameters():
+                    p.data.clamp_(-clip, clip)
         trainer._generator_step()
 
     return iteration

@@ -173,7 +173,10 @@ def main() -> None:
     if args.rounds < 1 or args.calls < 1:
         sys.exit("--rounds and --calls must be at least 1")
     torch.set_flush_denormal(True)
-    COMPARISONS[args.comparison](args, device)
+    try:
+        COMPARISONS[args.comparison](args, device)
+    finally:
+        torch.set_flush_denormal(False)
 
 
 if __name__ == "__main__":

@@ -34,8 +34,36 @@ def tensor_list(tensors: TensorsOrModule, name: str) -> list[torch.Tensor]:
     return out
 
 
+def check_same_device(tensors: dict[str, torch.Tensor | None], op: str) -> None:
+    """ValueError naming the arguments unless every given tensor is on one device.
+
+    A meta tensor among real ones would otherwise route the call to the
+    op's shape-only (fake) implementation, which returns uninitialised memory."""
+    devices = {name: t.device for name, t in tensors.items() if t is not None}
+    if len(set(devices.values())) > 1:
+        listed = ", ".join(f"`{name}` on {device}" for name, device in devices.items())
+        raise ValueError(f"{op}: the tensors must be on one device, got {listed}")
+
+
+def check_meta_not_mixed(tensors: list[torch.Tensor], name: str) -> None:
+    """ValueError unless the meta tensors of ``tensors`` are all or none of them
+    (tensors on several real devices may mix; a meta tensor among them would
+    route the call to the shape-only implementation, which changes nothing)."""
+    meta = [t.device.type == "meta" for t in tensors]
+    if any(meta) and not all(meta):
+        devices = sorted({str(t.device) for t in tensors})
+        raise ValueError(f"`{name}` mixes meta tensors with tensors on other devices ({', '.join(devices)})")
+
+
+def check_dense(t: torch.Tensor, name: str) -> None:
+    """TypeError unless ``t`` is a dense (strided) tensor: fastgan's ops take no sparse layouts."""
+    if t.layout != torch.strided:
+        raise TypeError(f"`{name}` is a sparse tensor ({t.layout}); fastgan takes dense tensors (pass `{name}.to_dense()`)")
+
+
 def check_float_dtype(t: torch.Tensor, name: str) -> None:
-    """TypeError unless ``t`` is float32, float64, float16 or bfloat16."""
+    """TypeError unless ``t`` is a dense float32, float64, float16 or bfloat16 tensor."""
+    check_dense(t, name)
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"`{name}` has dtype {t.dtype}; expected float32, float64, float16 or bfloat16"

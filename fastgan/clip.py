@@ -14,7 +14,7 @@ import math
 import torch
 
 from fastgan import _library
-from fastgan._tensors import TensorsOrModule, group_by_device, positive, tensor_list
+from fastgan._tensors import TensorsOrModule, check_meta_not_mixed, group_by_device, positive, tensor_list
 
 __all__ = ["clip_parameters_"]
 
@@ -80,6 +80,7 @@ def clip_parameters_(
         except (RuntimeError, TypeError, NotImplementedError):
             pass
     groups = group_by_device(tensor_list(tensors, "parameters"), "parameters")
+    check_meta_not_mixed([group[0] for group in groups.values()], "parameters")
     if not groups:
         return torch.zeros((), dtype=torch.int64)
     counts = []
@@ -102,4 +103,5 @@ if _library.LOADED:
 
     @torch.library.register_fake("fastgan::clip_")
     def _clip_fake(tensors: list[torch.Tensor], clip_value: float) -> torch.Tensor:
+        check_meta_not_mixed(tensors, "parameters")
         return tensors[0].new_empty((), dtype=torch.int64)

@@ -18,6 +18,24 @@ import fastgan
 from fastgan import _library
 
 
+#: Ops whose public function does not call the op's CUDA kernel by default:
+#: what backend="auto" runs on CUDA instead.
+CUDA_DEFAULT_ELSEWHERE = {
+    "bias_act": "torch's activations (the Triton kernel with backend='fused')",
+    "bias_act_grad": "torch's autograd of its activations (the Triton kernel with backend='fused')",
+}
+
+
+def _ops_with_default_paths() -> dict[str, list[str]]:
+    ops = _library.compiled_ops()
+    for op, devices in ops.items():
+        if op in CUDA_DEFAULT_ELSEWHERE:
+            ops[op] = [
+                f"{d}, but by default {CUDA_DEFAULT_ELSEWHERE[op]}" if d.startswith("cuda") else d for d in devices
+            ]
+    return ops
+
+
 def report() -> dict[str, object]:
     """The facts :func:`main` prints, as a dict."""
     triton_spec = importlib.util.find_spec("triton")
@@ -32,7 +50,7 @@ def report() -> dict[str, object]:
         "torch CUDA": torch.version.cuda,
         "compiled library": str(_library.LIBRARY_PATH) if _library.LOADED else f"MISSING ({_library.LOAD_ERROR})",
         "built with": _library.build_config(),
-        "ops (kernels)": _library.compiled_ops(),
+        "ops (kernels)": _ops_with_default_paths(),
         "triton": triton_version,
         "GPU": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }

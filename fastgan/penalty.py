@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype, positive, positive_int
+from fastgan._tensors import check_float_dtype, check_same_device, positive, positive_int
 
 __all__ = [
     "CriticLoss",
@@ -303,10 +303,26 @@ def _fusable_mlp(critic: object, arrangement: str, backend: str) -> MlpLayers | 
     return mlp_critic_layers(critic)
 
 
+def _fused_accepts(mlp: object, sample: torch.Tensor | None) -> bool:
+    """Whether mlp_critic_penalty takes ``sample`` (a batch of real samples):
+    flat (B, d) rows of float32 / float64, the dtype of every layer."""
+    if sample is None:
+        return True
+    if sample.dim() != 2 or sample.dtype not in (torch.float32, torch.float64):
+        return False
+    return all(w.dtype == sample.dtype for w in mlp.weights)
+
+
 def _arrangement(
-    critic: object, arrangement: str, device: torch.device, backend: str = "auto", mlp: object = _UNSET
+    critic: object,
+    arrangement: str,
+    device: torch.device,
+    backend: str = "auto",
+    mlp: object = _UNSET,
+    sample: torch.Tensor | None = None,
 ) -> str:
-    """The arrangement to use; ``mlp``: ``_fusable_mlp(...)`` when the caller has it."""
+    """The arrangement to use; ``mlp``: ``_fusable_mlp(...)`` when the caller has it;
+    ``sample``: the real batch, for "auto" to pick only a path that accepts it."""
     if arrangement not in ARRANGEMENTS:
         raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
     if mlp is _UNSET:
@@ -322,7 +338,7 @@ def _arrangement(
     if arrangement == "auto":
         if coupled:
             return "separate"
-        if backend != "reference" and device.type == "cpu" and mlp is not None:
+        if backend != "reference" and device.type == "cpu" and mlp is not None and _fused_accepts(mlp, sample):
             return "fused"
         convolves = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in critic.modules())
         return AUTO_ARRANGEMENT.get((device.type, convolves), "separate")
@@ -479,6 +495,12 @@ def mlp_critic_penalty(
             "`critic` must be an nn.Sequential of Linear layers and LeakyReLU / ReLU activations "
             "with one output (see fastgan.mlp_critic_layers)"
         )
+    for name, t in (("real", real), ("fake", fake), ("x_hat", x_hat)):
+        if not isinstance(t, torch.Tensor) and not (name == "x_hat" and t is None):
+            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+    if not math.isfinite(center):
+        raise ValueError(f"`center` must be finite, got {center}")
+    check_same_device({"real": real, "fake": fake, "x_hat": x_hat}, "mlp_critic_penalty")
     _library.require_kernel("mlp_critic_penalty", real.device)
     if x_hat is None:
         x_hat = real.new_empty((0, real.shape[-1]))
@@ -500,6 +522,11 @@ def mlp_critic_penalty(
             d_real, d_fake, penalty = op(*args, state, [s[1] for s in states], [s[2] for s in states])
         finally:
             group.after_forward(None, (), None)
+    if x_hat.numel():
+        # The gradient of a piecewise-linear critic is finite even at a NaN
+        # or infinite point: such a point makes the penalty NaN, as the
+        # critic's value there is, without a host synchronisation.
+        penalty = penalty.where(torch.isfinite(x_hat).all(), math.nan)
     if not layers.flat:
         d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
     return d_real, d_fake, penalty
@@ -571,7 +598,7 @@ def wgan_gp_critic_loss(
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)
     mlp = _fusable_mlp(critic, arrangement, backend)
-    arrangement = _arrangement(critic, arrangement, real.device, backend, mlp)
+    arrangement = _arrangement(critic, arrangement, real.device, backend, mlp, real)
     with_penalty = weight > 0 and step % penalty_every == 0
     batch = real.shape[0]
     with torch.enable_grad():

@@ -319,7 +319,7 @@ def test_ddp_two_processes_match_one(tmp_path):
     one.fit()
     for name, model in (("G", one.G), ("D", one.D)):
         for k, v in model.state_dict().items():
-            torch.testing.assert_close(two[name][k], v, rtol=0, atol=1e-5, msg=f"{name}.{k}")
+            torch.testing.assert_close(two[name][k], v, rtol=0, atol=1e-10, msg=f"{name}.{k}")
 
 
 @pytest.mark.parametrize("algo", ["wgan-gp", "sngan"])

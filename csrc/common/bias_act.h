@@ -72,8 +72,10 @@ FASTGAN_HOST_DEVICE inline T derivative(T v, T alpha) {
   if constexpr (A == Act::kLinear) {
     return K == 0 ? v : (K == 1 ? T(1) : T(0));
   } else if constexpr (A == Act::kRelu) {
-    if constexpr (K == 0) return v > T(0) ? v : T(0);
-    if constexpr (K == 1) return v > T(0) ? T(1) : T(0);
+    // Written so that NaN passes through as torch's relu and its backward
+    // (threshold_backward: zero where v <= 0) pass it.
+    if constexpr (K == 0) return v < T(0) ? T(0) : v;
+    if constexpr (K == 1) return v <= T(0) ? T(0) : T(1);
     return T(0);  // K >= 2
   } else if constexpr (A == Act::kLrelu) {
     // Both sides computed, then selected: a branch-free loop that vectorises.
@@ -97,7 +99,8 @@ FASTGAN_HOST_DEVICE inline T derivative(T v, T alpha) {
   } else if constexpr (A == Act::kElu || A == Act::kSelu) {
     const T a = A == Act::kSelu ? T(kSeluAlpha) : alpha;
     const T scale = A == Act::kSelu ? T(kSeluScale) : T(1);
-    if constexpr (K == 0) return scale * (v > T(0) ? v : a * (std::exp(v) - T(1)));
+    // expm1, not exp - 1: keeps the relative precision of small negative v.
+    if constexpr (K == 0) return scale * (v > T(0) ? v : a * std::expm1(v));
     if constexpr (K == 1) return scale * (v > T(0) ? T(1) : a * std::exp(v));
     return v > T(0) ? T(0) : scale * a * std::exp(v);  // K >= 2
   } else if constexpr (A == Act::kSoftplus) {

@@ -71,11 +71,14 @@ void load_side(const scalar_t* x, const scalar_t* w, int64_t n, bool need_order,
   s.finite_values = true;
   s.valid_weights = true;
   // The checks ride on the pass that reads the data anyway.
+  // x - x is 0 for every finite x and NaN for NaN or +-inf: unlike a sum of
+  // the values, it cannot overflow for finite values near the dtype's max.
   double sum = 0.0;
   for (int64_t k = 0; k < n; ++k) {
-    sum += static_cast<double>(x[k]);
+    const double xk = static_cast<double>(x[k]);
+    sum += xk - xk;
   }
-  s.finite_values = std::isfinite(sum);
+  s.finite_values = sum == 0.0;
   if (w != nullptr) {
     double mass = 0.0;
     bool negative = false;

@@ -8,8 +8,7 @@ from typing import Union
 import torch
 from torch import Tensor
 
-from fastgan._checks import positive
-from fastgan._tensors import check_float_dtype
+from fastgan._checks import float_tensor, positive
 
 __all__ = ["mmd2", "rbf_kernel", "median_bandwidth"]
 
@@ -31,18 +30,15 @@ def _bandwidths(bandwidths: Bandwidths) -> list[float]:
 
 
 def _check_samples(t: object, name: str) -> Tensor:
-    if not isinstance(t, Tensor):
-        raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-    check_float_dtype(t, name)
-    if t.dim() < 2:
-        raise ValueError(f"`{name}` must have shape (..., n, d), got {tuple(t.shape)}")
-    return t
+    return float_tensor(t, name, min_dims=2)
 
 
 def _squared_distances(a: Tensor, b: Tensor) -> Tensor:
-    # |a|^2 + |b|^2 - 2 a.b: one matrix product, no (n, m, d) intermediate.
-    sq = a.square().sum(-1).unsqueeze(-1) + b.square().sum(-1).unsqueeze(-2) - 2.0 * (a @ b.transpose(-1, -2))
-    return sq.clamp_min(0.0)
+    """|a - b|^2 in float64, from the differences themselves (torch.cdist's
+    direct mode, no (n, m, d) intermediate): no cancellation for clouds far
+    from the origin or bandwidths far below the clouds' spread, no overflow
+    for large clouds."""
+    return torch.cdist(a.double(), b.double(), compute_mode="donot_use_mm_for_euclid_dist").square()
 
 
 def rbf_kernel(x: Tensor, y: Tensor, bandwidths: Bandwidths = 1.0) -> Tensor:
@@ -57,7 +53,7 @@ def rbf_kernel(x: Tensor, y: Tensor, bandwidths: Bandwidths = 1.0) -> Tensor:
     out = torch.exp(sq * (-0.5 / sigmas[0] ** 2))
     for s in sigmas[1:]:
         out = out + torch.exp(sq * (-0.5 / s**2))
-    return out
+    return out.to(torch.promote_types(x.dtype, y.dtype))
 
 
 def mmd2(x: Tensor, y: Tensor, bandwidths: Bandwidths = 1.0, *, unbiased: bool = True) -> Tensor:

@@ -84,7 +84,9 @@ def mode_metrics(
             raise ValueError(f"`weights` must sum to 1, got {w.sum().item():.6g}")
 
     dtype = torch.promote_types(x.dtype, c.dtype)
-    dist = torch.cdist(x.to(dtype), c.to(device=x.device, dtype=dtype))
+    # Differences taken directly (not |x|^2 + |c|^2 - 2 x.c, which cancels
+    # for samples far from the origin).
+    dist = torch.cdist(x.to(dtype), c.to(device=x.device, dtype=dtype), compute_mode="donot_use_mm_for_euclid_dist")
     nearest_dist, nearest = dist.min(dim=1)
     good = nearest_dist <= threshold * sigma
     counts = torch.bincount(nearest[good], minlength=k).cpu()

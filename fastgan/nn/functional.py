@@ -22,6 +22,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
+from fastgan._tensors import check_dense, check_same_device
 
 __all__ = ["ACTIVATIONS", "bias_act"]
 
@@ -110,6 +111,15 @@ def bias_act(
             of the wrong length, or an unknown ``backend``.
         TypeError: ``x`` or ``bias`` of an unsupported dtype.
     """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`x` must be a Tensor, got {type(x).__name__}")
+    if bias is not None and not isinstance(bias, torch.Tensor):
+        raise TypeError(f"`bias` must be a Tensor or None, got {type(bias).__name__}")
+    if x.layout != torch.strided or (bias is not None and bias.layout != torch.strided):
+        check_dense(x, "x")
+        check_dense(bias, "bias")
+    if bias is not None:
+        check_same_device({"x": x, "bias": bias}, "bias_act")
     alpha, gain = resolve(act, alpha, gain)
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
@@ -127,10 +137,12 @@ if _library.LOADED:
 
     @torch.library.register_fake("fastgan::bias_act")
     def _bias_act_fake(x, bias, act, alpha, gain, dim):
+        check_same_device({"x": x, "bias": bias}, "bias_act")
         return torch.empty_like(x)
 
     @torch.library.register_fake("fastgan::bias_act_grad")
     def _bias_act_grad_fake(grad, x, bias, act, alpha, gain, dim, order):
+        check_same_device({"grad": grad, "x": x, "bias": bias}, "bias_act_grad")
         return torch.empty_like(x)
 
     # Autograd for both ops is registered in C++ (csrc/autograd.cpp).

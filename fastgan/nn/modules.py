@@ -91,11 +91,47 @@ _SWAPS = {
     nn.Softplus: ("softplus", None),
 }
 
+# The attributes of each swapped module that the fused op reproduces: any
+# value (read into alpha above, or `inplace`, which changes no output), or
+# only the value given. A module with any other attribute or value is left alone.
+_ANY = object()
+_REPRODUCED = {
+    nn.ReLU: {"inplace": _ANY},
+    nn.LeakyReLU: {"negative_slope": _ANY, "inplace": _ANY},
+    nn.ELU: {"alpha": _ANY, "inplace": _ANY},
+    nn.SELU: {"inplace": _ANY},
+    nn.Tanh: {},
+    nn.Sigmoid: {},
+    nn.SiLU: {"inplace": _ANY},
+    # softplus is exact log(1 + e^x) where torch's returns x past `threshold`:
+    # they agree to 1e-8 at torch's default threshold 20, not below it.
+    nn.Softplus: {"beta": 1, "threshold": 20},
+}
+
+
+def _reproducible(module: nn.Module) -> bool:
+    """Whether fastgan's op reproduces every attribute of ``module`` (and no hook would be lost)."""
+    if module._forward_hooks or module._forward_pre_hooks or module._backward_hooks:
+        return False
+    if getattr(module, "_backward_pre_hooks", None):
+        return False
+    if module._parameters or module._buffers or module._modules:
+        return False
+    allowed = _REPRODUCED[type(module)]
+    for name, value in vars(module).items():
+        if name.startswith("_") or name == "training":
+            continue
+        if name not in allowed:
+            return False
+        if allowed[name] is not _ANY and value != allowed[name]:
+            return False
+    return all(name in vars(module) for name, value in allowed.items() if value is not _ANY)
+
 
 def _replacement(module: nn.Module, backend: str = "auto") -> nn.Module | None:
-    """fastgan's equivalent of a torch activation module, or None."""
+    """fastgan's equivalent of a torch activation module, or None where it would not compute the same."""
     swap = _SWAPS.get(type(module))
-    if swap is None or (isinstance(module, nn.Softplus) and module.beta != 1):
+    if swap is None or not _reproducible(module):
         return None
     act, alpha = swap
     return BiasAct(act, alpha=None if alpha is None else alpha(module), gain=1.0, backend=backend)
@@ -105,12 +141,14 @@ def fuse_activations_(module: nn.Module, backend: str = "auto") -> nn.Module:
     r"""Swaps torch's activation modules inside ``module`` for fastgan's, in place.
 
     ``nn.ReLU``, ``nn.LeakyReLU``, ``nn.ELU``, ``nn.SELU``, ``nn.Tanh``,
-    ``nn.Sigmoid``, ``nn.SiLU`` and ``nn.Softplus`` (beta 1) anywhere in the
-    module tree become :class:`BiasAct` modules computing the same function
+    ``nn.Sigmoid``, ``nn.SiLU`` and ``nn.Softplus`` (beta 1, threshold 20)
+    anywhere in the module tree become :class:`BiasAct` modules computing the same function
     (gain 1, no bias). Parameters, buffers, ``state_dict`` keys and outputs
     are unchanged (softplus agrees with torch's to 1e-8 beyond torch's
     linear threshold at 20); activations called functionally inside a
-    ``forward`` are not touched. The double backward of a gradient penalty
+    ``forward`` are not touched, and neither is a module with an attribute
+    the fused op does not reproduce (another softplus ``beta`` or
+    ``threshold``, an extra attribute, a hook, a subclass). The double backward of a gradient penalty
     then runs through fastgan's fused derivatives and, for relu / lrelu,
     skips the path back through the forward pass.
 

@@ -6,11 +6,14 @@ import math
 
 import torch
 
+from fastgan._tensors import check_dense
+
 
 def float_tensor(t: object, name: str) -> torch.Tensor:
     """``t`` if it is a float32 or float64 Tensor, else a TypeError naming ``name``."""
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
+    check_dense(t, name)
     if t.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"`{name}` has dtype {t.dtype}; expected float32 or float64")
     return t
@@ -46,3 +49,37 @@ def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, s
             f"`{names[0]}` and `{names[1]}` have unequal mass (relative difference {gap:.3g}); "
             "balanced optimal transport needs equal masses"
         )
+
+
+def power_of_two_scale(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A power of two s per problem (shape (..., 1, 1), detached) with
+    max(|x|, |y|) / s in [1, 2): dividing clouds (..., n, d) by it is exact,
+    and keeps their distances to the p representable at any finite scale."""
+    m = torch.maximum(x.detach().abs().amax(dim=(-2, -1), keepdim=True), y.detach().abs().amax(dim=(-2, -1), keepdim=True))
+    _, exponent = torch.frexp(m)
+    s = torch.ldexp(torch.ones_like(m), exponent - 1)
+    return torch.where(torch.isfinite(m) & (m > 0), s, torch.ones_like(m))
+
+
+def root(total: torch.Tensor, p: float) -> torch.Tensor:
+    """total^(1/p), with gradient 0 (not NaN) where total = 0."""
+    positive_total = total > 0
+    safe = torch.where(positive_total, total, torch.ones_like(total))
+    return torch.where(positive_total, safe.pow(1.0 / p), torch.zeros_like(total))
+
+
+def check_clouds(x: object, y: object, names: tuple[str, str]) -> None:
+    """Two float32/float64 point clouds (n, d) / (B, n, d) of one dtype, with
+    points and features, sharing batch and feature sizes; else an error naming them."""
+    for t, name in zip((x, y), names):
+        float_tensor(t, name)
+        if t.dim() not in (2, 3):
+            raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
+        if t.shape[-2] == 0 or t.shape[-1] == 0:
+            raise ValueError(f"`{name}` needs at least one point and one feature, got shape {tuple(t.shape)}")
+    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
+        raise ValueError(
+            f"`{names[0]}` {tuple(x.shape)} and `{names[1]}` {tuple(y.shape)} must share batch and feature dimensions"
+        )
+    if x.dtype != y.dtype:
+        raise TypeError(f"`{names[0]}` has dtype {x.dtype} but `{names[1]}` has {y.dtype}")

@@ -28,6 +28,7 @@ gradients along them).
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Any, NamedTuple
 
@@ -36,7 +37,7 @@ import torch
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
-from fastgan.ot._checks import float_tensor, mass_tolerance
+from fastgan.ot._checks import check_clouds, float_tensor, mass_tolerance, power_of_two_scale, root
 from fastgan.ot._compat import ArrayLike, UnequalMassError, array_io, check_threads, external_stacklevel
 from fastgan.ot.sinkhorn import several_histograms
 
@@ -122,7 +123,18 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
     """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype).
 
     ``uniform`` (both sides uniform) with n = m takes the assignment solver;
-    callers pass False where they need the network simplex's duals."""
+    callers pass False where they need the network simplex's duals. Costs
+    near the dtype's maximum would overflow the solvers' sums: they are
+    solved on M divided by a power of two (the same plan), the potentials
+    and the cost multiplied back."""
+    scale = _headroom_scale(M) if backend != "reference" else 1.0
+    if scale == 1.0:
+        return _solve_at_scale(a, b, M, uniform, max_iter, backend)
+    sol = _solve_at_scale(a, b, M / scale, uniform, max_iter, backend)
+    return sol._replace(u=sol.u * scale, v=sol.v * scale, cost=sol.cost * scale)
+
+
+def _solve_at_scale(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
     batch, n, m = M.shape
     ok = torch.ones(batch, dtype=torch.int32, device=M.device)
     if backend == "reference":
@@ -145,6 +157,17 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
     _library.require_kernel("emd", M.device)
     plan, u, v, cost, status = torch.ops.fastgan.emd.default(a, b, M, max_iter)
     return _Solution(plan, None, None, u, v, cost, status)
+
+
+def _headroom_scale(M: torch.Tensor) -> float:
+    """1, or the power of two that brings max |M| below 2^-32 of the dtype's maximum."""
+    if M.numel() == 0:
+        return 1.0
+    top = float(M.detach().abs().amax())
+    limit = torch.finfo(M.dtype).max * 2.0**-32
+    if not (math.isfinite(top) and top > limit):
+        return 1.0
+    return 2.0 ** math.ceil(math.log2(top / limit))
 
 
 class _EMDCost(torch.autograd.Function):
@@ -410,22 +433,16 @@ def wasserstein(
     p = positive(p, "p")
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
+    check_clouds(x, y, ("x", "y"))
     for t, name in ((x, "x"), (y, "y")):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-        check_float_dtype(t, name)
-        if t.dim() not in (2, 3):
-            raise ValueError(f"`{name}` must be (n, d) or (B, n, d), got shape {tuple(t.shape)}")
-        if t.shape[-2] == 0:
-            raise ValueError(f"`{name}` is empty: shape {tuple(t.shape)}")
         if not bool(torch.isfinite(t.detach()).all()):
             raise ValueError(f"`{name}` contains NaN or infinite values")
-    if x.dim() != y.dim() or x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
-        raise ValueError(f"`x` {tuple(x.shape)} and `y` {tuple(y.shape)} must share batch and feature dimensions")
-    if x.dtype != y.dtype:
-        raise TypeError(f"`x` has dtype {x.dtype} but `y` has {y.dtype}")
     batched = x.dim() == 3
     xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
+    # W is homogeneous of degree 1: solved on the clouds divided by a power
+    # of two, so that |x - y|^p stays finite for any finite points.
+    scale = power_of_two_scale(xb, yb)
+    xb, yb = xb / scale, yb / scale
     with torch.no_grad():
         dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
         M = dist.square() if p == 2.0 else dist.pow(p)
@@ -448,9 +465,7 @@ def wasserstein(
     if wa.requires_grad or wb.requires_grad:
         # Gradients of the weights come from the duals; the value from the pairs.
         total = total + (cost - cost.detach()).to(total.dtype)
-    positive_total = total > 0
-    safe = torch.where(positive_total, total, torch.ones_like(total))
-    distance = torch.where(positive_total, safe.pow(1.0 / p), torch.zeros_like(total))
+    distance = root(total, p) * scale[:, 0, 0]
     return distance if batched else distance.squeeze(0)
 
 

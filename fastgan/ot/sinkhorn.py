@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
-from fastgan.ot._checks import check_finite, check_weights, float_tensor
+from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale
 from fastgan.ot._compat import (
     ArrayLike,
     ConvergenceWarning,
@@ -147,13 +147,19 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
     with torch.no_grad():
         a_in, b_in, M_in = a3.detach(), b3.detach(), M3.detach().contiguous()
         if backend == "reference":
+            check_finite(M_in, "M")
+        reduced = _reduce_cost(M_in, reg)
+        run_on = M_in if reduced is None else reduced[0]
+        if backend == "reference":
             from fastgan import reference
 
-            check_finite(M_in, "M")
-            out = reference.sinkhorn_log(a_in, b_in, M_in, reg, max_iter, tol)
+            out = reference.sinkhorn_log(a_in, b_in, run_on, reg, max_iter, tol)
         else:
             _library.require_kernel("sinkhorn_log", M.device)
-            out = torch.ops.fastgan.sinkhorn_log.default(a_in, b_in, M_in, reg, max_iter, tol)
+            out = torch.ops.fastgan.sinkhorn_log.default(a_in, b_in, run_on, reg, max_iter, tol)
+        stable = (M_in, out[0], out[1])
+        if reduced is not None:
+            out, stable = _unreduce(out, M_in, a_in, reduced, reg, tol)
     converged = out[5]
     if warn and converged.numel() and not bool(converged.all()):
         bad = int((~converged).sum())
@@ -164,7 +170,45 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
             ConvergenceWarning,
             stacklevel=external_stacklevel(),
         )
-    return squeeze, M3, a3, b3, reg, out
+    return squeeze, M3, a3, b3, reg, out, stable
+
+
+#: The rounding error, in units of the dtype's eps, of (cost range) / reg
+#: above which the log-domain iteration loses the plan to cancellation
+#: (the potentials grow as large as M / reg while the plan's logs are O(1)).
+_REDUCE_ABOVE = 1e-3
+
+
+def _reduce_cost(M: torch.Tensor, reg: float):
+    """Where (range of M) / reg is large enough for the dual potentials to cancel
+    catastrophically against M / reg, the reduced cost M' = M - r 1^T - 1 c^T
+    (r the row minima, c the column minima of M - r 1^T), which has the same
+    entropic plan and a zero in every row and column; None elsewhere.
+    Returns (M', r, c)."""
+    if M.numel() == 0:
+        return None
+    spread = float((M.amax(dim=(1, 2)) - M.amin(dim=(1, 2))).max())
+    if not spread / reg * torch.finfo(M.dtype).eps > _REDUCE_ABOVE:
+        return None
+    r = M.amin(dim=2, keepdim=True)
+    shifted = M - r
+    c = shifted.amin(dim=1, keepdim=True)
+    return shifted - c, r.squeeze(2), c.squeeze(1)
+
+
+def _unreduce(out, M, a, reduced, reg: float, tol: float):
+    """The solver's results on the reduced cost, stated for M: the log
+    scalings shifted back (POT's log_u, log_v), the cost <pi, M> and both
+    marginals' errors from the plan in float64. Returns (results, (M', u', v'))
+    where exp(u' + v' - M'/reg) is the plan without cancellation."""
+    Mr, r, c = reduced
+    u, v, _cost, n_iter, err, converged = out
+    plan = torch.exp(u.double().unsqueeze(2) + v.double().unsqueeze(1) - Mr.double() / reg)
+    cost = (plan * M.double()).sum((1, 2)).to(M.dtype)
+    row_err = (plan.sum(2) - a.double()).norm(dim=1)
+    converged = converged & (row_err <= max(tol, 16 * torch.finfo(M.dtype).eps * float(a.sum(-1).max())))
+    log_u, log_v = u + r / reg, v + c / reg
+    return (log_u, log_v, cost, n_iter, err, converged), (Mr, u, v)
 
 
 def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> SinkhornLog:
@@ -264,18 +308,27 @@ def sinkhorn(
 
     Returns:
         the plan ``(n, m)`` / ``(B, n, m)`` (and the log). The plan is not
-        differentiable; :func:`sinkhorn2` is.
+        differentiable (inputs that require grad are an error, not a
+        plan that silently drops their gradient); :func:`sinkhorn2` is.
     """
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
     _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
     if histograms is not None:
         return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend)
-    squeeze, M3, _a3, _b3, reg, out = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    if torch.is_grad_enabled():
+        for t, name in ((M, "M"), (a, "a"), (b, "b")):
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                raise ValueError(
+                    f"fastgan.ot.sinkhorn returns the plan without a gradient, and `{name}` requires "
+                    "grad: detach it (or run under torch.no_grad()), or differentiate the cost "
+                    "with fastgan.ot.sinkhorn2"
+                )
+    squeeze, M3, _a3, _b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
     if verbose:
         _verbose(out)
-    log_u, log_v = out[0], out[1]
-    plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M3.detach() / reg)
+    M_s, log_u, log_v = stable
+    plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M_s / reg)
     plan = plan[0] if squeeze else plan
     return (plan, _log_dict(squeeze, None, out, method)) if log else plan
 
@@ -336,10 +389,10 @@ def sinkhorn2(
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
     _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
-    squeeze, M3, a3, b3, reg, out = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    squeeze, M3, a3, b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
     if verbose:
         _verbose(out)
-    cost = _SinkhornCost.apply(M3, a3, b3, out[0], out[1], out[2], reg)
+    cost = _SinkhornCost.apply(M3, a3, b3, stable, out[2], reg)
     cost = cost[0] if squeeze else cost
     return (cost, _log_dict(squeeze, histograms, out, method)) if log else cost
 
@@ -348,19 +401,20 @@ class _SinkhornCost(torch.autograd.Function):
     """Attaches the implicit derivatives of the cost (see :func:`sinkhorn2`) to a solved problem."""
 
     @staticmethod
-    def forward(ctx, M, a, b, log_u, log_v, cost, reg):
+    def forward(ctx, M, a, b, stable, cost, reg):
         ctx.reg = reg
-        ctx.save_for_backward(M.detach(), b.detach(), log_u, log_v)
+        M_s, log_u, log_v = stable
+        ctx.save_for_backward(M.detach(), b.detach(), M_s, log_u, log_v)
         return cost.clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_cost):
-        M, b, log_u, log_v = (t.double() for t in ctx.saved_tensors)
-        grad_M, lam_f, lam_g = cost_adjoint(M, b, log_u, log_v, ctx.reg)
+        M, b, M_s, log_u, log_v = (t.double() for t in ctx.saved_tensors)
+        grad_M, lam_f, lam_g = cost_adjoint(M, b, log_u, log_v, ctx.reg, M_s)
         g = grad_cost.double()
         dtype = grad_cost.dtype
-        grads = [None] * 7
+        grads = [None] * 6
         if ctx.needs_input_grad[0]:
             grads[0] = (grad_M * g[:, None, None]).to(dtype)
         if ctx.needs_input_grad[1]:
@@ -370,7 +424,7 @@ class _SinkhornCost(torch.autograd.Function):
         return tuple(grads)
 
 
-def cost_adjoint(M, b, log_u, log_v, reg: float):
+def cost_adjoint(M, b, log_u, log_v, reg: float, M_stable=None):
     r"""The derivative of :math:`\langle \pi, M \rangle` in M and the adjoint (\lambda_f, \lambda_g).
 
     All (B, ...) float64. Works with the conditional plans
@@ -382,9 +436,11 @@ def cost_adjoint(M, b, log_u, log_v, reg: float):
     is stochastic with stationary distribution b / sum(b); adding
     :math:`1 b^\top / \sum b` removes its null direction (the solution with
     :math:`b^\top \lambda_g = 0`; any other differs by a constant that the
-    centring of the gradients removes).
+    centring of the gradients removes). ``M_stable`` (default M) is the
+    cost that log_u, log_v scale: M less row and column constants, which
+    leave the plan unchanged.
     """
-    scaled = M / reg
+    scaled = (M if M_stable is None else M_stable) / reg
     plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - scaled)
     Q = torch.softmax(log_v.unsqueeze(1) - scaled, dim=2)
     R = torch.softmax(log_u.unsqueeze(2) - scaled, dim=1)
@@ -412,6 +468,8 @@ def _points(t: object, name: str) -> torch.Tensor:
     t = float_tensor(t, name)
     if t.dim() not in (2, 3):
         raise ValueError(f"`{name}` must have shape (n, d) or (B, n, d), got {tuple(t.shape)}")
+    if t.shape[-1] == 0:
+        raise ValueError(f"`{name}` must have at least one feature, got shape {tuple(t.shape)}")
     return t
 
 
@@ -521,13 +579,32 @@ def sinkhorn_divergence(
     check_weights(a3, b3, ("a", "b"), same_mass=rho is None)
     if diameter is None:
         pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
-        diameter = float(torch.linalg.vector_norm(pts.max(0).values - pts.min(0).values)) if pts.numel() else 0.0
+        # in float64: the float32 norm of a box of side 1e20 overflows
+        diameter = float(torch.linalg.vector_norm((pts.max(0).values - pts.min(0).values).double())) if pts.numel() else 0.0
         diameter = diameter if diameter > 0 else blur
     else:
         diameter = positive(diameter, "diameter")
     eps_list = epsilon_schedule(p, diameter, blur, scaling)
     if max_iter < len(eps_list):
         raise ValueError(f"`max_iter` ({max_iter}) is shorter than the eps schedule ({len(eps_list)} steps)")
+    # S is homogeneous: S(s x, s y; eps s^p, rho s^p) = s^p S(x, y; eps, rho).
+    # Points far outside unit scale are solved divided by a power of two
+    # (exact), so that their costs |x - y|^p / p stay in the dtype's range.
+    unit = float(power_of_two_scale(x3.reshape(1, -1, 1), y3.reshape(1, -1, 1))) if x3.numel() else 1.0
+    if 2.0**-20 <= unit <= 2.0**20:
+        unit = 1.0
+    else:
+        x3, y3 = x3 / unit, y3 / unit
+        eps_list = [e / unit**p for e in eps_list]
+        rho = None if rho is None else rho / unit**p
+        tol_value = tol_value / unit**p if tol_value >= 0 else tol_value
+    info = torch.finfo(x.dtype)
+    if min(eps_list) < info.tiny or max(eps_list) > info.max:
+        raise ValueError(
+            f"`blur`^p = {blur**p:.3g} against the points' diameter^p = {diameter**p:.3g} leaves the "
+            f"range of {x.dtype} (eps from {max(eps_list) * unit**p:.3g} to {min(eps_list) * unit**p:.3g}); "
+            "pass a larger `blur`, or float64 points"
+        )
     if backend == "reference":
         from fastgan import reference
 
@@ -537,6 +614,13 @@ def sinkhorn_divergence(
         cost = torch.ops.fastgan.sinkhorn_points.default(
             x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho
         )[0]
+    if unit != 1.0:
+        cost = cost * unit**p
+        if not bool(torch.isfinite(cost.detach()).all()):
+            raise ValueError(
+                f"the divergence of `x` and `y` (points up to {unit:.3g}) exceeds the range of {x.dtype}; "
+                "pass float64 points"
+            )
     return cost[0] if squeeze else cost
 
 

@@ -70,7 +70,9 @@ def activation_derivative(v: torch.Tensor, act: str, alpha: float, order: int) -
             return torch.zeros_like(v)
         if act == "linear":
             return torch.ones_like(v)
-        return torch.where(pos, torch.ones_like(v), torch.full_like(v, 0.0 if act == "relu" else alpha))
+        if act == "relu":  # NaN passes as in torch's threshold_backward (zero where v <= 0)
+            return torch.where(v <= 0, torch.zeros_like(v), torch.ones_like(v))
+        return torch.where(pos, torch.ones_like(v), torch.full_like(v, alpha))
     if act == "tanh":
         y = torch.tanh(v)
         d1 = 1 - y * y

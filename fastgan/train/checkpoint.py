@@ -38,9 +38,35 @@ def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
         raise
 
 
+#: What every checkpoint of a fastgan run holds (Trainer.state_dict).
+REQUIRED_KEYS = (
+    "config", "G", "D", "opt_G", "opt_D", "data", "latent_gen", "penalty_gen", "rng", "history", "w1_history", "step",
+)
+
+
 def load(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Loads a checkpoint with ``weights_only=True`` (tensors and primitive containers only)."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Loads a checkpoint with ``weights_only=True`` (tensors and primitive containers only).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: naming the file, when it is empty, damaged, not a torch
+            file, or not a fastgan checkpoint (keys missing).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # every way a damaged file fails to unpickle
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if Path(path).stat().st_size == 0:
+            reason = "the file is empty"
+        raise ValueError(f"{path} is not a fastgan checkpoint or is damaged ({reason[:200]})") from err
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a fastgan checkpoint: it holds a {type(state).__name__}, not a dict")
+    missing = [k for k in REQUIRED_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a fastgan checkpoint: it lacks {', '.join(missing)}")
+    return state
 
 
 def capture_rng() -> dict[str, Any]:

@@ -31,6 +31,16 @@ def _betas(text: str) -> tuple[float, float]:
     return float(parts[0]), float(parts[1])
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     from fastgan.train.presets import ALGOS
 
@@ -86,13 +96,13 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="plot samples of a trained run")
     s.add_argument("--run", required=True, help="run directory (holds checkpoint.pt)")
-    s.add_argument("-n", type=int, default=2500, help="number of samples")
+    s.add_argument("-n", type=_positive_int, default=2500, help="number of samples")
     s.add_argument("--out", default=None, help="PNG path (default <run>/samples_cli.png); .pt saves the tensor")
     s.add_argument("--seed", type=int, default=None)
 
     e = sub.add_parser("eval", help="recompute the metrics of a trained run")
     e.add_argument("--run", required=True, help="run directory (holds checkpoint.pt)")
-    e.add_argument("-n", type=int, default=None, help="number of samples")
+    e.add_argument("-n", type=_positive_int, default=None, help="number of samples")
     return p
 
 
@@ -106,6 +116,48 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 2 + max(len(v) for _, v in rows))
     return "\n".join([line] + [f"{k.ljust(width)}  {v}" for k, v in rows] + [line])
+
+
+def _memory_bytes(device: str) -> Optional[int]:
+    """The memory of ``device``: the GPU's, or the machine's for the CPU; None where unknown
+    (no such GPU: the trainer says so)."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+
+
+def _check_fits(cfg) -> None:
+    """SystemExit at once when one batch's hidden activations alone (batch x
+    width x depth values, a lower bound of what a step holds) exceed the memory."""
+    import torch
+
+    itemsize = torch.finfo(getattr(torch, str(cfg.dtype))).bits // 8
+    need = cfg.batch_size * max(1, int(cfg.width)) * max(1, int(cfg.depth or 1)) * itemsize
+    device = str(cfg.device or "cpu")
+    have = _memory_bytes(device)
+    if have is not None and need > have:
+        raise SystemExit(
+            f"fastgan: --batch-size {cfg.batch_size} cannot fit: one batch's activations need at least "
+            f"{need / 2**30:.3g} GiB and {device} has {have / 2**30:.3g} GiB"
+        )
+
+
+def _check_writable(out: str) -> None:
+    """SystemExit before the first step when the run directory cannot be written."""
+    import tempfile
+
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as e:
+        raise SystemExit(f"fastgan: cannot write to the run directory {out} ({e.strerror or e})")
 
 
 def _init_distributed() -> bool:
@@ -129,7 +181,10 @@ def _trainer_from_run(run: str):
     path = Path(run) / "checkpoint.pt"
     if not path.exists():
         raise SystemExit(f"fastgan: no checkpoint at {path}")
-    state = ckpt.load(path)
+    try:
+        state = ckpt.load(path)
+    except ValueError as e:
+        raise SystemExit(f"fastgan: {e}")
     cfg = dict(state["config"])
     cfg["betas"] = tuple(cfg["betas"])
     trainer = Trainer(Config(**cfg), out=run, progress=False)
@@ -155,12 +210,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except ValueError as e:
             raise SystemExit(f"fastgan: {e}")
         out = args.out or os.path.join("runs", f"{cfg.algo}-{Path(str(cfg.data)).name}")
-        trainer = Trainer(cfg, out=out)
+        _check_fits(cfg)
+        _check_writable(out)
+        try:
+            trainer = Trainer(cfg, out=out)
+        except ValueError as e:
+            raise SystemExit(f"fastgan: {e}")
         try:
             metrics = trainer.fit(resume=args.resume)
         except TrainingDiverged as e:
             print(f"fastgan: {e}", file=sys.stderr)
             return 2
+        except ValueError as e:  # a damaged --resume checkpoint, named
+            raise SystemExit(f"fastgan: {e}")
         finally:
             if distributed:
                 import torch.distributed as dist

@@ -172,8 +172,11 @@ def image_folder(path: str | Path, size: int = 32, seed: int = 0) -> TensorData:
         raise ValueError(f"image folder `path`={str(path)!r} holds no image ({', '.join(sorted(_IMAGE_SUFFIXES))})")
     arrays = []
     for f in files:
-        with Image.open(f) as im:
-            arrays.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+        try:
+            with Image.open(f) as im:
+                arrays.append(np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR), dtype=np.float32))
+        except (OSError, ValueError, SyntaxError) as err:  # PIL's errors for truncated or damaged files
+            raise ValueError(f"image folder `path`={str(path)!r}: cannot read {f} ({err})") from err
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 127.5 - 1
     return TensorData(images, name=root.name, is_image=True, seed=seed)
 

@@ -273,6 +273,8 @@ def build_models(
     The generator maps (N, latent_dim) to (N, *shape). ``pack`` and ``minibatch_std``
     are available on the MLP and DCGAN critics.
     """
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown `model`={model!r}; expected one of {', '.join(MODEL_NAMES)}")
     if model == "mlp":
         if len(shape) != 1:
             raise ValueError(f"the mlp models take flat samples, got sample shape {shape}")

@@ -1,0 +1,344 @@
+"""Property-based fuzzing of fastgan's public ops (hypothesis).
+
+Every case draws a shape (empty and single-element included), a dtype
+(float16, bfloat16, float32, float64, int64), a scale from 1e-30 to 1e30,
+optionally a NaN or infinite entry, and a memory layout (contiguous,
+non-contiguous or expanded). Each call then either
+
+- matches an independent oracle (SciPy, POT, torch, fastgan.reference or a
+  closed form computed in float64) within the tolerance stated for its
+  dtype, or
+- raises a ValueError or TypeError whose message names an argument in
+  backticks,
+
+and never crashes, hangs or returns garbage.
+
+Profiles (environment variable ``FASTGAN_FUZZ``):
+
+- ``ci`` (default): a bounded number of cases per op, the whole file well
+  under a minute on two cores;
+- ``long``: many more cases, run locally with one command::
+
+      FASTGAN_FUZZ=long pytest tests/test_fuzz.py
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import fastgan  # noqa: E402
+from fastgan import ot as fot  # noqa: E402
+from fastgan import reference  # noqa: E402
+
+settings.register_profile(
+    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+)
+settings.register_profile(
+    "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+)
+PROFILE = settings.get_profile(os.environ.get("FASTGAN_FUZZ", "ci"))
+
+FLOATS = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+DTYPES = (*FLOATS, torch.int64)
+SCALES = (1e-30, 1e-8, 1e-3, 1.0, 1e3, 1e8, 1e30)
+LAYOUTS = ("contiguous", "transposed", "expanded")
+#: relative tolerance of a result in each dtype against a float64 oracle
+RTOL = {torch.float16: 4e-3, torch.bfloat16: 3e-2, torch.float32: 2e-5, torch.float64: 1e-10}
+
+NAMED = re.compile(r"`[^`]+`")
+
+
+class Case:
+    """One drawn tensor: values in float64, then cast, with its layout."""
+
+    def __init__(self, data, shape_st, *, dtypes=DTYPES, specials=True):
+        self.shape = data.draw(shape_st, label="shape")
+        self.dtype = data.draw(st.sampled_from(dtypes), label="dtype")
+        self.scale = data.draw(st.sampled_from(SCALES), label="scale")
+        self.layout = data.draw(st.sampled_from(LAYOUTS), label="layout")
+        self.special = data.draw(st.sampled_from((None, None, float("nan"), float("inf"), -float("inf"))) if specials else st.none(), label="special")
+        seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+        g = torch.Generator().manual_seed(seed)
+        values = torch.randn(self.shape, dtype=torch.float64, generator=g) * self.scale
+        if self.layout == "expanded" and len(self.shape) >= 1 and self.shape[0] > 0:
+            values = values[:1].expand(self.shape).clone()
+        if self.special is not None and values.numel():
+            flat = values.reshape(-1)
+            flat[int(torch.randint(0, flat.numel(), (), generator=g))] = self.special
+        self.values = values  # float64, the oracle's input (before the cast)
+        self.tensor = self._layout(self._cast(values))
+
+    def _cast(self, values):
+        if self.dtype == torch.int64:
+            return torch.nan_to_num(values).clamp(-1e15, 1e15).round().to(torch.int64)
+        return values.to(self.dtype)
+
+    def _layout(self, t):
+        if t.dim() >= 2 and self.layout == "transposed":
+            return t.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, non-contiguous
+        if self.layout == "expanded" and t.dim() >= 1 and t.shape[0] > 0:
+            return t[:1].expand(t.shape)
+        return t
+
+    @property
+    def as_float64(self) -> torch.Tensor:
+        """The values the op actually sees, in float64."""
+        return self.tensor.double()
+
+    @property
+    def finite(self) -> bool:
+        return bool(torch.isfinite(self.as_float64).all())
+
+
+def outcome(call):
+    """(result, None) or (None, error) for a ValueError/TypeError naming an argument."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return call(), None
+    except (ValueError, TypeError) as err:
+        assert NAMED.search(str(err)), f"error without the argument's name: {type(err).__name__}: {err}"
+        return None, err
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, *, atol: float = 0.0):
+    expected = expected.to(torch.float64)
+    actual = actual.detach().to(torch.float64)
+    rtol = RTOL.get(dtype, 1e-10)
+    if dtype in FLOATS:
+        # The kernels' exp flushes results below the normal range to 0, which
+        # reaches a few hundred times the smallest normal in swish(-700).
+        tiny = torch.finfo(dtype).smallest_normal
+        atol = max(atol, tiny * (1024 if dtype in (torch.float32, torch.float64) else 1))
+    torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+
+
+def shapes(min_dims=1, max_dims=2, max_side=6, min_side=0):
+    return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(tuple)
+
+
+# ------------------------------------------------------------------ elementwise and training ops
+
+
+@PROFILE
+@given(st.data())
+def test_bias_act(data):
+    case = Case(data, shapes(2, 3))
+    act = data.draw(st.sampled_from(("linear", "relu", "lrelu", "tanh", "sigmoid", "elu", "selu", "softplus", "swish")))
+    with_bias = data.draw(st.booleans())
+    x = case.tensor
+    bias = None
+    if with_bias and x.shape[1] > 0:
+        bias = torch.linspace(-1, 1, x.shape[1], dtype=torch.float64).to(x.dtype if x.dtype in FLOATS else torch.float32)
+    result, err = outcome(lambda: fastgan.nn.functional.bias_act(x, bias, act))
+    if case.dtype not in FLOATS:
+        assert err is not None and isinstance(err, TypeError)
+        return
+    assert err is None, err
+    expected = reference.bias_act(x.double(), None if bias is None else bias.double(), act, *fastgan.nn.functional.resolve(act, None, None), 1)
+    assert result.dtype == x.dtype and result.shape == x.shape
+    # half precision rounds its intermediates: one ulp of the output's scale
+    atol = 0.0 if case.dtype == torch.float64 else float(torch.finfo(case.dtype).eps) * 4
+    finite = torch.isfinite(expected.to(case.dtype).double())
+    assert_close(result[finite], expected[finite], case.dtype, atol=atol)
+    assert torch.equal(torch.isnan(result.double())[finite], torch.zeros_like(finite[finite]))
+
+
+@PROFILE
+@given(st.data())
+def test_clip_parameters(data):
+    count = data.draw(st.integers(0, 3))
+    cases = [Case(data, shapes(0, 2)) for _ in range(count)]
+    c = data.draw(st.sampled_from((1e-30, 0.01, 1.0, 1e30)))
+    tensors = [case.tensor.clone() if case.layout != "expanded" else case.tensor.contiguous() for case in cases]
+    expected = [t.clone() for t in tensors]
+    result, err = outcome(lambda: fastgan.clip_parameters_(tensors, c))
+    if any(case.dtype not in FLOATS for case in cases):
+        assert isinstance(err, TypeError)
+        return
+    assert err is None, err
+    changed = 0
+    for t, e in zip(tensors, expected):
+        # torch's loop, clamp_(-c, c), with c rounded to the tensor's dtype
+        e64 = e.double()
+        changed += int(((e64.abs() > torch.tensor(c, dtype=torch.float64).to(e.dtype).double()) & ~torch.isnan(e64)).sum())
+        # (clamped in float64: torch's half clamp_ refuses a c beyond its range)
+        torch.testing.assert_close(t, e.double().clamp(-c, c).to(e.dtype), rtol=0, atol=0, equal_nan=True)
+    assert int(result) == changed
+
+
+@PROFILE
+@given(st.data())
+def test_penalty_from_gradients(data):
+    case = Case(data, shapes(1, 3))
+    center = data.draw(st.sampled_from((0.0, 1.0, 2.5)))
+    result, err = outcome(lambda: fastgan.penalty_from_gradients(case.tensor, center=center))
+    if case.dtype not in FLOATS or case.shape[0] == 0:
+        assert err is not None
+        return
+    assert err is None, err
+    g = case.as_float64.reshape(case.shape[0], -1)
+    expected = ((g.norm(dim=1) - center) ** 2).mean()
+    assert_close(result, expected.to(result.dtype), case.dtype, atol=1e-30)  # half precision: a float32 result
+
+
+# ------------------------------------------------------------------ optimal transport
+
+
+@PROFILE
+@given(st.data())
+def test_wasserstein_1d(data):
+    stats = pytest.importorskip("scipy.stats")
+    u = Case(data, shapes(1, 1), dtypes=(torch.float32, torch.float64, torch.float16, torch.int64))
+    v = Case(data, shapes(1, 1), dtypes=(u.dtype,))
+    result, err = outcome(lambda: fot.wasserstein_1d(u.tensor, v.tensor, p=1))
+    valid = u.dtype in (torch.float32, torch.float64) and u.shape[0] and v.shape[0] and u.finite and v.finite
+    if not valid:
+        assert err is not None
+        return
+    assert err is None, err
+    expected = stats.wasserstein_distance(u.as_float64.numpy(), v.as_float64.numpy())
+    assert_close(result, torch.tensor(expected).to(u.dtype), u.dtype, atol=1e-300)
+
+
+def clouds(data, dtypes=DTYPES):
+    n = data.draw(st.integers(0, 5))
+    m = data.draw(st.integers(0, 5))
+    d = data.draw(st.integers(0, 3))
+    x = Case(data, st.just((n, d)), dtypes=dtypes)
+    y = Case(data, st.just((m, d)), dtypes=(x.dtype,))
+    valid = x.dtype in (torch.float32, torch.float64) and n and m and d and x.finite and y.finite
+    return x, y, bool(valid)
+
+
+@PROFILE
+@given(st.data())
+def test_wasserstein_matches_pot(data):
+    pot = pytest.importorskip("ot")
+    x, y, valid = clouds(data)
+    result, err = outcome(lambda: fot.wasserstein(x.tensor, y.tensor))
+    if not valid:
+        assert err is not None
+        return
+    assert err is None, err
+    xs, ys = x.as_float64, y.as_float64
+    scale = float(torch.cat([xs, ys]).abs().max()) or 1.0
+    M = (torch.cdist(xs / scale, ys / scale) ** 2).numpy()
+    n, m = M.shape
+    plan = pot.emd(np.full(n, 1 / n), np.full(m, 1 / m), M)  # the cost summed here in float64
+    expected = math.sqrt(max(float((plan * M).sum()), 0.0)) * scale
+    assert_close(result, torch.tensor(expected).to(x.dtype), x.dtype, atol=1e-7 * scale)
+
+
+@PROFILE
+@given(st.data())
+def test_sliced_wasserstein_matches_reference(data):
+    x, y, valid = clouds(data)
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
+    d = x.shape[1]
+    theta = torch.randn(max(d, 1), 8, generator=g, dtype=torch.float64)
+    theta /= theta.norm(dim=0)
+    theta = theta.to(x.tensor.dtype) if x.dtype in FLOATS else theta
+    result, err = outcome(lambda: fot.sliced_wasserstein_distance(x.tensor, y.tensor, projections=theta))
+    if not valid:
+        assert err is not None
+        return
+    assert err is None, err
+    stats = pytest.importorskip("scipy.stats")
+    xs, ys, th = x.as_float64, y.as_float64, theta.double()
+    costs = []
+    for k in range(th.shape[1]):
+        u, v = (xs @ th[:, k]).numpy(), (ys @ th[:, k]).numpy()
+        # W_2^2 in 1-D from the quantile functions, exactly (scipy gives W_1 only)
+        costs.append(_w2_squared_1d(u, v))
+    expected = math.sqrt(np.mean(costs))
+    scale = float(torch.cat([xs, ys]).abs().max()) or 1.0
+    assert torch.isfinite(result)
+    assert_close(result, torch.tensor(expected).to(x.dtype), x.dtype, atol=1e-6 * scale)
+    del stats
+
+
+def _w2_squared_1d(u: np.ndarray, v: np.ndarray) -> float:
+    u, v = np.sort(u), np.sort(v)
+    n, m = len(u), len(v)
+    grid = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
+    lo = np.concatenate([[0.0], grid[:-1]])
+    qu = u[np.minimum(np.searchsorted(np.arange(1, n + 1) / n, grid - 1e-15), n - 1)]
+    qv = v[np.minimum(np.searchsorted(np.arange(1, m + 1) / m, grid - 1e-15), m - 1)]
+    return float(np.sum((grid - lo) * (qu - qv) ** 2))
+
+
+@PROFILE
+@given(st.data())
+def test_sinkhorn2_matches_reference(data):
+    case = Case(data, shapes(2, 2, max_side=5))
+    reg = data.draw(st.sampled_from((0.05, 1.0, 10.0))) * (case.scale if case.finite else 1.0)
+    auto, err = outcome(lambda: fot.sinkhorn2(None, None, case.tensor, reg, log=True))
+    valid = case.dtype in (torch.float32, torch.float64) and min(case.shape) > 0 and case.finite
+    if not valid:
+        assert err is not None
+        return
+    assert err is None, err
+    ref, ref_err = outcome(lambda: fot.sinkhorn2(None, None, case.tensor.double(), reg, log=True, backend="reference"))
+    assert ref_err is None, ref_err
+    (value, log), (ref_value, ref_log) = auto, ref
+    if bool(log["converged"]) and bool(ref_log["converged"]):
+        scale = float(case.as_float64.abs().max()) or 1.0
+        assert_close(value, ref_value.to(case.dtype), case.dtype, atol=1e-6 * scale)
+
+
+# ------------------------------------------------------------------ metrics
+
+
+@PROFILE
+@given(st.data())
+def test_mmd2_matches_a_closed_form(data):
+    x, y, valid = clouds(data)
+    bandwidth = data.draw(st.sampled_from((1e-3, 1.0, 1e3)))
+    result, err = outcome(lambda: fastgan.metrics.mmd2(x.tensor, y.tensor, bandwidth, unbiased=False))
+    floats = x.dtype in FLOATS
+    if not (floats and x.shape[0] and y.shape[0] and x.finite and y.finite):
+        assert err is not None
+        return
+    assert err is None, err
+    xs, ys = x.as_float64, y.as_float64
+
+    def k(a, b):
+        return torch.exp(-((a[:, None, :] - b[None, :, :]) ** 2).sum(-1) / (2 * bandwidth**2))
+
+    expected = k(xs, xs).mean() + k(ys, ys).mean() - 2 * k(xs, ys).mean()
+    assert_close(result, expected.to(x.dtype), x.dtype, atol=float(torch.finfo(x.tensor.dtype).eps) * 16)
+
+
+@PROFILE
+@given(st.data())
+def test_sinkhorn_divergence_matches_geomloss(data):
+    geomloss = pytest.importorskip("geomloss")
+    x, y, valid = clouds(data)
+    blur = data.draw(st.sampled_from((0.05, 0.5))) * (max(x.scale, 1e-30) if valid else 1.0)
+    result, err = outcome(lambda: fot.sinkhorn_divergence(x.tensor, y.tensor, blur=blur))
+    if not valid:
+        assert err is not None
+        return
+    if err is not None:  # the only refusals of valid points: values beyond the dtype's range
+        assert re.search("exceeds the range|leaves the range", str(err)), err
+        return
+    xs, ys = x.as_float64, y.as_float64
+    unit = float(torch.cat([xs, ys]).abs().max()) or 1.0
+    loss = geomloss.SamplesLoss("sinkhorn", p=2, blur=blur / unit, backend="tensorized")
+    try:
+        expected = loss(xs / unit, ys / unit) * unit**2  # S is homogeneous: GeomLoss at unit scale
+    except ValueError:  # GeomLoss's numpy schedule for blur ~1e-23 of the diameter
+        hypothesis.reject()
+    assert_close(result, expected.to(x.dtype), x.dtype, atol=1e-6 * unit**2)

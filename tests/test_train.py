@@ -436,3 +436,14 @@ def test_resume_runs_with_the_new_learning_rate(tmp_path):
     scale = 1 - 3 / 4  # linear decay (the 2-D recipe) at the last step's start
     assert resumed.opt_D.param_groups[0]["lr"] == pytest.approx(1e-2 * scale)
     assert json.loads((tmp_path / "config.json").read_text())["lr"] == 1e-2
+
+
+def test_training_restores_the_callers_thread_count():
+    before = torch.get_num_threads()  # 1, from the autouse fixture
+    seen = []
+    trainer = Trainer(_tiny("wgan-gp", threads=2))
+    real_iteration = trainer._iteration
+    trainer._iteration = lambda: (seen.append(torch.get_num_threads()), real_iteration())
+    trainer.train_steps(1)
+    trainer.fit(steps=2)
+    assert seen == [2, 2] and torch.get_num_threads() == before

@@ -8,6 +8,7 @@ Checkpoints, resume, metrics, plots and multi-process training are handled here.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -128,8 +129,6 @@ class Trainer:
         self._check(cfg)
         self.cfg = cfg
         self.out = Path(out) if out is not None else None
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         self.device = torch.device(cfg.device)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
         self.distributed = dist.is_available() and dist.is_initialized()
@@ -517,14 +516,15 @@ class Trainer:
         callers that interleave their own measurements (``bench/time_to_quality.py``).
         ``elapsed`` grows by the time spent here.
         """
-        start = time.perf_counter()
-        self.G.train()
-        self.D.train()
-        for _ in range(int(n)):
-            self._iteration()
-            if self.step % self.cfg.log_every == 0:
-                self._log_losses()
-        self.elapsed += time.perf_counter() - start
+        with self._thread_count():
+            start = time.perf_counter()
+            self.G.train()
+            self.D.train()
+            for _ in range(int(n)):
+                self._iteration()
+                if self.step % self.cfg.log_every == 0:
+                    self._log_losses()
+            self.elapsed += time.perf_counter() - start
 
     @torch.no_grad()
     def mode_quality(self, n: Optional[int] = None, *, seed: Optional[int] = None) -> dict[str, Any]:
@@ -544,12 +544,28 @@ class Trainer:
         mm["high_quality_pct"] = 100.0 * mm["high_quality_fraction"]
         return mm
 
+    @contextlib.contextmanager
+    def _thread_count(self):
+        """``config.threads`` torch threads while training; the caller's count restored after."""
+        before = torch.get_num_threads()
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
+
     def fit(self, steps: Optional[int] = None, *, resume: bool = False, progress: Optional[bool] = None) -> dict[str, Any]:
         """Trains up to generator step ``steps`` (default ``config.steps``), then evaluates.
 
         With ``resume``, continues from ``out/checkpoint.pt`` when it exists. Returns the
-        metrics (also written to ``out/metrics.json``).
+        metrics (also written to ``out/metrics.json``). Runs on ``config.threads`` torch
+        threads (when set) and restores the caller's count afterwards.
         """
+        with self._thread_count():
+            return self._fit(steps, resume=resume, progress=progress)
+
+    def _fit(self, steps: Optional[int], *, resume: bool, progress: Optional[bool]) -> dict[str, Any]:
         cfg = self.cfg
         total = cfg.steps if steps is None else int(steps)
         if resume:

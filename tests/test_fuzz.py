@@ -342,3 +342,70 @@ def test_sinkhorn_divergence_matches_geomloss(data):
     except ValueError:  # GeomLoss's numpy schedule for blur ~1e-23 of the diameter
         hypothesis.reject()
     assert_close(result, expected.to(x.dtype), x.dtype, atol=1e-6 * unit**2)
+
+
+# ------------------------------------------------------------------ metrics and the command line
+
+
+@PROFILE
+@given(st.data())
+def test_mode_metrics_matches_float64(data):
+    n = data.draw(st.integers(0, 40))
+    x = Case(data, st.just((n, 2)))
+    k = data.draw(st.integers(1, 9))
+    offset = data.draw(st.sampled_from((0.0, 1e4, -1e7)))  # far from the origin: no cancellation allowed
+    sigma = data.draw(st.sampled_from((1e-3, 0.05, 1.0)))
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1)))
+    centres = torch.randn(k, 2, dtype=torch.float64, generator=g) * 4 + offset
+    pick = torch.randint(0, k, (n,), generator=g)
+    # samples near the centres (at the drawn scale) in the drawn dtype, layout and specials
+    samples = (centres[pick] + x.as_float64.nan_to_num(0.0).clamp(-1e6, 1e6) * sigma * 2).to(x.tensor.dtype)
+    samples[~torch.isfinite(x.as_float64)] = x.as_float64[~torch.isfinite(x.as_float64)].to(x.tensor.dtype)
+    result, err = outcome(lambda: fastgan.metrics.mode_metrics(samples, centres.float(), sigma))
+    finite = bool(torch.isfinite(samples.double()).all()) if samples.dtype != torch.int64 else True
+    if not (n and finite and samples.dtype in FLOATS):
+        assert err is not None
+        return
+    assert err is None, err
+    d = torch.cdist(samples.double(), centres.float().double())
+    nearest = d.min(dim=1).values
+    thr = 3 * sigma
+    strict, loose = int((nearest < thr * (1 - 1e-4)).sum()), int((nearest <= thr * (1 + 1e-4)).sum())
+    n_good = round(result["high_quality_fraction"] * n)
+    assert strict <= n_good <= loose, (strict, n_good, loose)
+    assert int(result["mode_counts"].sum()) == n_good and 0 <= result["modes_covered"] <= k
+
+
+BAD = ["0", "-3", "nan", "inf", "1e40", "abc", "", "0.5"]
+#: values per option: bad ones, small valid ones, and sizes that cannot fit in memory where the
+#: command must say so at once (a valid but huge --steps or -n would just run long)
+CLI_VALUES = {
+    "--steps": BAD + ["1", "2"], "--batch-size": BAD + ["4", "2000000000"], "--width": BAD + ["2", "2000000000"],
+    "--lr": BAD + ["1e-3"], "--n-critic": BAD + ["2"], "--ema": BAD + ["0.9", "1.5"], "--model": ["mlp", "dcgan", "nosuch"],
+    "--eval-samples": BAD + ["10"], "--gp-weight": BAD + ["1"], "-n": BAD + ["5"],
+}
+
+
+@settings(parent=PROFILE, max_examples=max(10, PROFILE.max_examples // 5))
+@given(data=st.data())
+def test_command_line_never_crashes(tmp_path_factory, data):
+    """Every command either runs or exits with a message (argparse's, or one starting 'fastgan:')."""
+    from fastgan.train.cli import main
+
+    out = tmp_path_factory.mktemp("run")
+    argv = ["train", "--out", str(out), "--no-progress", "--steps", "1", "--width", "4", "--depth", "1",
+            "--batch-size", "8", "--eval-samples", "50", "--data", data.draw(st.sampled_from(["grid25", "ring8", "nosuch"]))]
+    for option in data.draw(st.lists(st.sampled_from(["--steps", "--batch-size", "--width", "--lr", "--n-critic",
+                                                      "--ema", "--model", "--eval-samples", "--gp-weight"]),
+                                     max_size=2, unique=True)):
+        argv += [option, data.draw(st.sampled_from(CLI_VALUES[option]))]
+    command = data.draw(st.sampled_from(["train", "sample", "eval"]))
+    if command != "train":
+        argv = [command, "--run", str(out), "-n", data.draw(st.sampled_from(CLI_VALUES["-n"]))]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            code = main(argv)
+        assert code in (0, 2)
+    except SystemExit as e:
+        assert e.code == 2 or (isinstance(e.code, str) and e.code.startswith("fastgan: ")), e.code

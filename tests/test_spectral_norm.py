@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import sys
 
 import pytest
 import torch
@@ -580,8 +582,15 @@ def _ddp_worker(rank: int, world: int, init: str, out: str) -> None:
             opt.step()
         if rank == 0:
             torch.save(model.state_dict(), out)
+        del ddp, opt
+        dist.barrier()  # no rank tears its connections down while a peer still uses them
     finally:
         dist.destroy_process_group()
+    # DistributedDataParallel keeps the gloo group's worker threads alive past
+    # destroy_process_group (torch 2.14); leave without the interpreter's teardown racing them.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _ddp_problem():

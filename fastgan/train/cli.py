@@ -216,8 +216,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             trainer = Trainer(cfg, out=out)
         except ValueError as e:
             raise SystemExit(f"fastgan: {e}")
+        finished = False
         try:
             metrics = trainer.fit(resume=args.resume)
+            finished = True
         except TrainingDiverged as e:
             print(f"fastgan: {e}", file=sys.stderr)
             return 2
@@ -227,6 +229,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if distributed:
                 import torch.distributed as dist
 
+                if finished:
+                    dist.barrier()  # rank 0 has written its files; no rank leaves while a peer still talks
                 dist.destroy_process_group()
         if trainer.rank == 0:
             print(format_metrics(metrics))

@@ -85,13 +85,16 @@ def test_sinkhorn_plan_and_batch_match_pot(generator):
     M = sq_cost(x, y)
     a, b = histogram(n, generator, (batch,)), histogram(m, generator, (batch,))
     reg = 0.05 * float(M.mean())
-    plan, log = sinkhorn(a, b, M, reg, log=True)
-    costs = sinkhorn2(a, b, M, reg)
+    # room to converge: about 1 problem in 900 of this kind needs more than the default 1,000 iterations
+    # (the slowest of 900 measured took 1,820)
+    iters = 20_000
+    plan, log = sinkhorn(a, b, M, reg, log=True, numItermax=iters)
+    costs = sinkhorn2(a, b, M, reg, numItermax=iters)
     assert plan.shape == (batch, n, m) and costs.shape == (batch,)
     for k in range(batch):
-        ref_plan = ot.sinkhorn(a[k].numpy(), b[k].numpy(), M[k].numpy(), reg, method="sinkhorn_log", stopThr=1e-9)
+        ref_plan = ot.sinkhorn(a[k].numpy(), b[k].numpy(), M[k].numpy(), reg, method="sinkhorn_log", stopThr=1e-9, numItermax=iters)
         torch.testing.assert_close(plan[k], torch.from_numpy(ref_plan), rtol=1e-6, atol=1e-12)
-        ref_cost = ot.sinkhorn2(a[k].numpy(), b[k].numpy(), M[k].numpy(), reg, method="sinkhorn_log", stopThr=1e-9)
+        ref_cost = ot.sinkhorn2(a[k].numpy(), b[k].numpy(), M[k].numpy(), reg, method="sinkhorn_log", stopThr=1e-9, numItermax=iters)
         assert abs(float(costs[k]) - float(ref_cost)) <= 1e-6 * abs(float(ref_cost))
     assert bool(log["converged"].all())
     # Marginals: rows exact (last update), columns within tol.
@@ -165,12 +168,13 @@ def test_float32_reports_non_convergence_and_agrees_with_float64(generator):
         _, log = sinkhorn2(a.float(), b.float(), M.float(), reg, max_iter=30, log=True)
     assert not bool(log["converged"]) and int(log["niter"]) == 29
     # With room to converge, float32 stops at its own tolerance (no warning)
-    # and agrees with float64 to float32's resolution.
+    # and agrees with float64 to float32's resolution. Room: the slowest of 300
+    # problems of this kind took 3,290 iterations (one in 300 needs over 1,000).
     reg = 0.05 * float(M.mean())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        c32, log32 = sinkhorn2(a.float(), b.float(), M.float(), reg, log=True)
-    c64 = sinkhorn2(a, b, M, reg)
+        c32, log32 = sinkhorn2(a.float(), b.float(), M.float(), reg, log=True, max_iter=50_000)
+    c64 = sinkhorn2(a, b, M, reg, max_iter=50_000)
     assert bool(log32["converged"])
     assert abs(float(c32) - float(c64)) <= 1e-4 * float(c64)
 

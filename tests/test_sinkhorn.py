@@ -106,7 +106,9 @@ def test_problems_of_a_batch_stop_on_their_own(generator):
     n = 20
     x, y = clouds(generator, n, n, batch=(2,))
     M = sq_cost(x, y)
-    M[1] = M[1] * 5  # the second problem needs more iterations at the same reg
+    # the second problem needs more iterations at the same reg: x20 took 3.6x to 376x as many in 150
+    # random problems (x5 was not always slower)
+    M[1] = M[1] * 20
     a, b = histogram(n, generator, (2,)), histogram(n, generator, (2,))
     _, log = sinkhorn2(a, b, M, 0.5, log=True, max_iter=100_000)
     solo = [int(sinkhorn2(a[k], b[k], M[k], 0.5, log=True, max_iter=100_000)[1]["niter"]) for k in range(2)]

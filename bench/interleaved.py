@@ -12,6 +12,7 @@ printed. The contenders are the ones of the pytest benchmarks named below.
     python bench/interleaved.py power      # bench_spectral_norm.py: power iteration against its floor
     python bench/interleaved.py train      # bench_train.py: one generator iteration of each algorithm
     python bench/interleaved.py train --only wgan-gp-128   # one algorithm at one width
+    python bench/interleaved.py train-images --data mnist  # a generator iteration of each image recipe
     python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
     python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
 """
@@ -156,7 +157,25 @@ def train(args: argparse.Namespace, device: torch.device) -> None:
         )
 
 
-COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train}
+def train_images(args: argparse.Namespace, device: torch.device) -> None:
+    """One generator iteration of each image recipe (``preset(algo, data=--data)``: the small
+    convolutional models), ``backend="auto"`` against ``backend="reference"`` (the autograd
+    penalty through torch's activations, the spectral-norm parametrization): the same loop,
+    seed and weights."""
+    from fastgan.train import Trainer, preset
+
+    for algo in selected(("gan", "wgan-gp", "sngan"), args):
+        trainers = {b: Trainer(preset(algo, data=args.data, backend=b, device=str(device), progress=False, seed=0))
+                    for b in ("auto", "reference")}
+        times = rounds({("fastgan" if b == "auto" else b): (lambda t=t: t.train_steps(1)) for b, t in trainers.items()},
+                       args.rounds, args.calls, device)
+        cfg = trainers["auto"].cfg
+        report(f"train-images / {algo} generator iteration / {args.data} width {cfg.width} batch {cfg.batch_size} "
+               f"({device.type}, {torch.get_num_threads()} threads)",
+               times, {"reference / fastgan": per_round(times, ratio, "reference", "fastgan")})
+
+
+COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train, "train-images": train_images}
 
 
 def main() -> None:
@@ -166,12 +185,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10, help="calls per contender per round")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", help="only the cases whose name contains this (e.g. mlp, sngan_cnn-8)")
+    parser.add_argument("--data", default="mnist", help="train-images: the data set of the recipes")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device")
     if args.rounds < 1 or args.calls < 1:
         sys.exit("--rounds and --calls must be at least 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     try:
         COMPARISONS[args.comparison](args, device)

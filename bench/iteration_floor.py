@@ -1,14 +1,18 @@
-"""A training iteration beside its matrix-product floor, one and two threads.
+"""A training iteration beside its arithmetic floor, one and two threads.
 
-For each algorithm's 2-D recipe (the trainer's defaults on grid25), times
-``--iters`` generator iterations (``Trainer.train_steps``, everything a step
-does) on one and on two threads, rounds alternating so that both see the same
-machine. Then the shapes of the step's matrix products (``aten::mm``,
-``addmm``, ``addmm_``, ``bmm``) are recorded and replayed alone with
-``torch.mm``: the floor a step cannot go under without doing less arithmetic;
-the rest is elementwise work, the optimizer and per-op overhead.
+For each algorithm's recipe on ``--data`` (the trainer's defaults: grid25's MLPs,
+or the small convolutional models on mnist / digits), times ``--iters`` generator
+iterations (``Trainer.train_steps``, everything a step does) on one and on two
+threads, rounds alternating so that both see the same machine. Then the step's
+matrix products (``aten::mm``, ``addmm``, ``addmm_``, ``bmm``) and convolutions
+(``aten::convolution`` forward, ``aten::convolution_backward``; the double
+backward of a gradient penalty runs as such calls too) are recorded with their
+shapes and arguments and replayed alone on fresh operands: the floor a step cannot
+go under without doing less arithmetic or doing it faster; the rest is
+elementwise work, normalisation, the optimizer, layout copies and per-op overhead.
 
     python bench/iteration_floor.py --algos wgan-gp,sngan --rounds 5
+    python bench/iteration_floor.py --data mnist --algos gan,wgan-gp,sngan --iters 40 --backend reference
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -23,6 +28,7 @@ from torch.profiler import ProfilerActivity, profile
 from fastgan.train import Trainer, preset
 
 PRODUCTS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::matmul")
+CONVOLUTIONS = ("aten::convolution", "aten::convolution_backward")
 
 
 def timed(trainer: Trainer, iters: int) -> float:
@@ -31,33 +37,60 @@ def timed(trainer: Trainer, iters: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
-def products(trainer: Trainer, iters: int) -> tuple[float, float]:
-    """(GFLOP per iteration in matrix products, seconds those products take alone).
+def _nested(e) -> bool:
+    """Whether a profiler event runs inside another recorded product or convolution."""
+    parent = e.cpu_parent
+    while parent is not None:
+        if parent.name in PRODUCTS or parent.name in CONVOLUTIONS:
+            return True
+        parent = parent.cpu_parent
+    return False
 
-    The products' shapes are recorded by the profiler over ``iters`` iterations, then
-    each shape is replayed with ``torch.mm`` on fresh operands, outside the profiler,
-    as many times per iteration as the step ran it: the floor of the step's arithmetic.
+
+def _replay(e) -> Callable[[], object]:
+    """A closure that runs the recorded call ``e`` again on fresh operands of its shapes."""
+    shapes, args = e.input_shapes, list(e.concrete_inputs)
+    if e.name in PRODUCTS:
+        mats = [s for s in shapes if len(s) == 2]
+        a, b = torch.randn(*mats[-2]), torch.randn(*mats[-1])  # mm: (A, B); addmm / addmm_: (bias or C, A, B)
+        return lambda: torch.mm(a, b)
+    if e.name == "aten::convolution":
+        x, w = torch.randn(*shapes[0]), torch.randn(*shapes[1])
+        b = torch.randn(*shapes[2]) if shapes[2] else None
+        return lambda: torch.ops.aten.convolution(x, w, b, *args[3:9])
+    g, x, w = (torch.randn(*s) for s in shapes[:3])  # convolution_backward(grad_out, input, weight, bias_sizes, ...)
+    return lambda: torch.ops.aten.convolution_backward(g, x, w, *args[3:])
+
+
+def products(trainer: Trainer, iters: int) -> tuple[float, float]:
+    """(GFLOP per iteration in matrix products, seconds the products and convolutions take alone).
+
+    Every matrix product and convolution (forward and backward) of ``iters`` iterations
+    is recorded by the profiler with its shapes and arguments, then replayed on fresh
+    operands, outside the profiler, as many times per iteration as the step ran it: the
+    floor of the step's arithmetic. The GFLOP count covers the matrix products only.
     """
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         trainer.train_steps(iters)
-    gemms: list[tuple[int, int, int, float]] = []  # (m, k, n, calls per iteration)
-    for e in prof.key_averages(group_by_input_shape=True):
-        if e.key not in PRODUCTS:
-            continue
-        mats = [s for s in e.input_shapes if len(s) == 2]
-        a, b = mats[-2], mats[-1]  # mm: (A, B); addmm / addmm_: (bias or C, A, B)
-        gemms.append((a[0], a[1], b[1], e.count / iters))
-    flops = sum(2 * m * k * n * c for m, k, n, c in gemms)
-    operands = [(torch.randn(m, k), torch.randn(k, n), c) for m, k, n, c in gemms]
+    calls: dict[str, list] = {}  # one replay (operands allocated once) per distinct call, and its count
+    flops = 0.0
+    for e in prof.events():
+        if (e.name in PRODUCTS or e.name in CONVOLUTIONS) and not _nested(e):
+            key = repr((e.name, e.input_shapes, e.concrete_inputs))
+            if key not in calls:
+                calls[key] = [_replay(e), 0]
+            calls[key][1] += 1
+            if e.name in PRODUCTS:
+                mats = [s for s in e.input_shapes if len(s) == 2]
+                flops += 2 * mats[-2][0] * mats[-2][1] * mats[-1][1]
     best = float("inf")
     for _ in range(5):
         start = time.perf_counter()
-        for _ in range(50):
-            for a, b, c in operands:
-                for _ in range(round(c)):
-                    torch.mm(a, b)
-        best = min(best, (time.perf_counter() - start) / 50)
-    return flops * 1e-9, best
+        for call, count in calls.values():
+            for _ in range(count):
+                call()
+        best = min(best, (time.perf_counter() - start) / iters)
+    return flops / iters * 1e-9, best
 
 
 def main() -> None:
@@ -66,10 +99,11 @@ def main() -> None:
     p.add_argument("--iters", type=int, default=400)
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--backend", default="auto")
+    p.add_argument("--data", default="grid25")
     args = p.parse_args()
     for algo in args.algos.split(","):
-        trainer = Trainer(preset(algo, progress=False, backend=args.backend))
-        trainer.train_steps(200)  # warm-up
+        trainer = Trainer(preset(algo, data=args.data, progress=False, backend=args.backend))
+        trainer.train_steps(max(3, args.iters // 2))  # warm-up
         times: dict[int, list[float]] = {1: [], 2: []}
         for _ in range(args.rounds):
             for threads in (1, 2):
@@ -79,10 +113,9 @@ def main() -> None:
         gflop, floor = products(trainer, args.iters)
         one, two = statistics.median(times[1]), statistics.median(times[2])
         print(
-            f"{algo} ({args.backend}): iteration {1e3 * one:.2f} ms on 1 thread, {1e3 * two:.2f} ms on 2 "
-            f"(medians of {args.rounds} rounds of {args.iters}); its matrix products {gflop:.3f} GFLOP, "
-            f"{1e3 * floor:.2f} ms alone on 1 thread ({gflop / floor:.0f} GFLOP/s): the iteration is "
-            f"{one / floor:.2f}x its product floor"
+            f"{algo} {args.data} ({args.backend}): iteration {1e3 * one:.2f} ms on 1 thread, {1e3 * two:.2f} ms on 2 "
+            f"(medians of {args.rounds} rounds of {args.iters}); its matrix products ({gflop:.3f} GFLOP) and "
+            f"convolutions take {1e3 * floor:.2f} ms alone on 1 thread: the iteration is {one / floor:.2f}x that floor"
         )
 
 

@@ -16,7 +16,7 @@ python=${PYTHON:-python3}
 
 pip install -q --upgrade pip "setuptools>=64" wheel
 pip install -q "${FASTGAN_TORCH:-torch==2.14.1}" numpy ninja cmake \
-  pytest pytest-benchmark hypothesis scipy pot geomloss expecttest scikit-learn matplotlib tqdm
+  pytest pytest-benchmark hypothesis scipy pot geomloss expecttest scikit-learn matplotlib tqdm mlxtend
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda

@@ -57,11 +57,11 @@ def test_preset_runs_and_writes(algo, tmp_path):
 def test_preset_defaults_match_the_papers():
     wgan = preset("wgan")
     assert (wgan.optimizer, wgan.lr, wgan.clip, wgan.batch_size, wgan.n_critic, wgan.sigmoid) == ("rmsprop", 5e-5, 0.01, 64, 5, False)
-    for data in ("digits", "grid25"):  # the papers' settings on images, and one flag away on 2-D data
-        gp = preset("wgan-gp", data=data, paper_defaults=data == "grid25")
+    for data in ("digits32", "grid25", "mnist"):  # the papers' settings on other images, and one flag away on recipe data
+        gp = preset("wgan-gp", data=data, paper_defaults=data != "digits32")
         assert (gp.optimizer, gp.lr, gp.betas, gp.gp_weight, gp.n_critic, gp.ema, gp.lr_decay, gp.normalize) == (
             "adam", 1e-4, (0.0, 0.9), 10.0, 5, 0.0, "none", False)
-        sn = preset("sngan", data=data, paper_defaults=data == "grid25")
+        sn = preset("sngan", data=data, paper_defaults=data != "digits32")
         assert (sn.spectral_norm, sn.loss, sn.lr, sn.betas, sn.n_critic, sn.ema, sn.normalize) == (
             True, "hinge", 2e-4, (0.0, 0.9), 5, 0.0, False)
     gan = preset("gan")
@@ -109,7 +109,10 @@ def test_reference_backend_runs_the_same_loop(algo):
     ref.fit(progress=False)
     a, b = _params(fast), _params(ref)
     for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-7, atol=1e-9, msg=k)
+        # Spectral norm's power-iteration vectors u, v carry rounding amplified by 1 / (sigma_1 - sigma_2)
+        # of a 16-unit layer (measured: 1.4e-8 on this machine's CPU after 3 steps, weights within 3e-10).
+        tol = dict(rtol=0, atol=1e-6) if k.endswith(("._u", "._v")) else dict(rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(a[k], b[k], msg=k, **tol)
 
 
 @pytest.mark.parametrize("algo", ["wgan-gp", "sngan", "wgan"])
@@ -220,11 +223,12 @@ def test_image_models_and_digits(tmp_path):
     _, d = build_models("dcgan", (1, 32, 32), latent_dim=8, width=8, sigmoid=True)
     assert bool(((d(torch.randn(3, 1, 32, 32)) > 0) & (d(torch.randn(3, 1, 32, 32)) < 1)).all())
     with pytest.raises(ValueError, match="BatchNorm"):
-        Trainer(_tiny("wgan-gp", data="digits32", critic_norm="batch", width=8))
-    trainer = Trainer(_tiny("wgan-gp", data="digits32", critic_norm="layer", width=8, latent_dim=8, batch_size=4), out=tmp_path)
+        Trainer(_tiny("wgan-gp", data="digits32", model="dcgan", critic_norm="batch", width=8))
+    trainer = Trainer(_tiny("wgan-gp", data="digits32", model="dcgan", critic_norm="layer", width=8, latent_dim=8, batch_size=4),
+                      out=tmp_path)
     metrics = trainer.fit(steps=1)
     assert (tmp_path / "samples.png").exists() and (tmp_path / "latent_traversal.png").exists()
-    assert 1 <= metrics["digits_inception_score"] <= 10 and metrics["digits_frechet_distance"] > 0
+    assert 0 <= metrics["confident_pct"] <= 100 and metrics["frechet_distance"] > 0 and metrics["frechet_floor"] > 0
     assert trainer.sample(5).shape == (5, 1, 32, 32)
 
 
@@ -349,7 +353,7 @@ def test_normalize_scales_the_data_for_the_models_and_back():
     z = torch.randn(7, trainer.latent_dim)
     torch.testing.assert_close(trainer.sampler()(z), trainer.G_ema(z) * trainer.scale)
     assert Trainer(_tiny("wgan-gp", normalize=False)).scale == 1.0
-    assert Trainer(_tiny("wgan-gp", data="digits32", critic_norm="layer", normalize=True, width=8, latent_dim=4,
+    assert Trainer(_tiny("wgan-gp", data="digits32", model="dcgan", critic_norm="layer", normalize=True, width=8, latent_dim=4,
                           batch_size=4)).scale == 1.0
 
 

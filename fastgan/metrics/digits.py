@@ -137,7 +137,8 @@ def _train() -> DigitsClassifier:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_single_thread()
+        with torch.enable_grad():  # also when first asked for under torch.no_grad()
+            return _train_single_thread()
     finally:
         torch.set_num_threads(threads)
 

@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one algorithm on one data set")
     t.add_argument("--algo", default="wgan-gp", help=f"one of {', '.join(ALGOS)} (default wgan-gp)")
-    t.add_argument("--data", default="grid25", help="grid25, ring8, swissroll, digits, digits32 or an image folder")
+    t.add_argument("--data", default="grid25", help="grid25, ring8, swissroll, digits (8x8), digits32, mnist (28x28) or an image folder")
     t.add_argument("--out", default=None, help="run directory (default runs/<algo>-<data>)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.pt")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -78,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         ("backend", str, "auto (fastgan kernels) or reference (pure PyTorch)"),
         ("device", str, "cpu, cuda, cuda:1, ..."),
         ("seed", int, "random seed"),
+        ("image-size", int, "image side for image data (default: the data's own; image folders 32)"),
         ("log-every", int, "steps between loss records"),
         ("sample-every", int, "steps between sample plots (0: end only)"),
         ("checkpoint-every", int, "steps between checkpoints"),
@@ -199,6 +200,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from fastgan.train.presets import preset
         from fastgan.train.trainer import Trainer, TrainingDiverged
 
+        if args.image_size is not None and args.image_size < 4:  # 0 means "native" only inside Config
+            raise SystemExit(f"fastgan: --image-size must be an int >= 4, got {args.image_size}")
         distributed = _init_distributed()
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "algo", "out", "resume", "no_progress", "paper_defaults") and v is not None}
         if args.no_progress:

@@ -1,6 +1,9 @@
 """Generators and critics for the training loops.
 
 * 2-D toys: :func:`mlp_generator`, :func:`mlp_critic`.
+* Small images on a CPU (MNIST's 28x28, the 8x8 digits; any side divisible by 4):
+  :func:`small_generator`, :func:`small_critic` (``model="dcgan-small"``), two strided
+  (transposed) convolutions each, the shape of the WGAN-GP paper's MNIST models.
 * Images: DCGAN (Radford et al.; seed 003's architecture) for 32x32 and 64x64
   (:func:`dcgan_generator`, :func:`dcgan_critic`; BatchNorm only where allowed),
   SN-GAN's standard CNN (:func:`sngan_cnn_critic`, :func:`sngan_cnn_generator`) and a
@@ -24,6 +27,8 @@ __all__ = [
     "Pack",
     "mlp_generator",
     "mlp_critic",
+    "small_generator",
+    "small_critic",
     "dcgan_generator",
     "dcgan_critic",
     "sngan_cnn_generator",
@@ -124,6 +129,55 @@ def _norm2d(kind: str, channels: int, size: int) -> list[nn.Module]:
     if kind == "none":
         return []
     raise ValueError(f"unknown normalisation {kind!r}: expected batch, layer or none")
+
+
+def _small_base(size: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 4 or size % 4:
+        raise ValueError(f"the dcgan-small models take images whose side is a multiple of 4, got {size!r}")
+    return size // 4
+
+
+def small_generator(latent_dim: int = 64, size: int = 28, channels: int = 1, width: int = 32, *, batchnorm: bool = True) -> nn.Sequential:
+    """A DCGAN-style generator for small images, fast on a CPU.
+
+    z (N, latent_dim) -> Linear -> (2 width, s/4, s/4) -> ConvTranspose 4x4 stride 2 ->
+    (width, s/2, s/2) -> ConvTranspose 4x4 stride 2 -> (channels, s, s), tanh output in
+    [-1, 1]; ReLU (after BatchNorm when ``batchnorm``) between layers. At s = 28 this is the
+    WGAN-GP paper's MNIST generator with 4x4 kernels; the side ``size`` is any multiple of 4.
+    """
+    b = _small_base(size)
+    c = 2 * width
+
+    def norm(n: int, d: int) -> list[nn.Module]:
+        return [nn.BatchNorm1d(n) if d == 1 else nn.BatchNorm2d(n)] if batchnorm else []
+
+    return nn.Sequential(
+        nn.Linear(latent_dim, c * b * b, bias=not batchnorm), *norm(c * b * b, 1), nn.ReLU(True),
+        nn.Unflatten(1, (c, b, b)),
+        nn.ConvTranspose2d(c, width, 4, 2, 1, bias=not batchnorm), *norm(width, 2), nn.ReLU(True),
+        nn.ConvTranspose2d(width, channels, 4, 2, 1), nn.Tanh(),
+    )
+
+
+def small_critic(size: int = 28, channels: int = 1, width: int = 32, *, sigmoid: bool = False, minibatch_std: bool = False) -> nn.Sequential:
+    """A DCGAN-style critic for small images: two Conv 4x4 stride 2 + LeakyReLU 0.2, then Linear to one score.
+
+    (N, channels, s, s) -> (N, width, s/2, s/2) -> (N, 2 width, s/4, s/4) -> (N,). No
+    normalisation layer, so every gradient-penalty and spectral-norm critic can use it.
+    """
+    b = _small_base(size)
+    c = 2 * width
+    layers: list[nn.Module] = [
+        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(width, c, 4, 2, 1), nn.LeakyReLU(0.2),
+    ]
+    if minibatch_std:
+        layers.append(MinibatchStd())
+        c += 1
+    layers += [nn.Flatten(), nn.Linear(c * b * b, 1), Flat()]
+    if sigmoid:
+        layers.append(nn.Sigmoid())
+    return nn.Sequential(*layers)
 
 
 def dcgan_generator(latent_dim: int = 100, size: int = 32, channels: int = 3, width: int = 64) -> nn.Sequential:
@@ -253,7 +307,7 @@ class _SumPool(nn.Module):
         return x.sum(dim=(2, 3))
 
 
-MODEL_NAMES = ("mlp", "dcgan", "sngan-cnn", "resnet")
+MODEL_NAMES = ("mlp", "dcgan-small", "dcgan", "sngan-cnn", "resnet")
 
 
 def build_models(
@@ -285,6 +339,11 @@ def build_models(
     if len(shape) != 3 or shape[1] != shape[2]:
         raise ValueError(f"model {model!r} takes square (C, H, W) images, got sample shape {shape}")
     c, size = shape[0], shape[1]
+    if model == "dcgan-small":
+        critic = small_critic(size, c, width, sigmoid=sigmoid, minibatch_std=minibatch_std)
+        if pack > 1:
+            critic = nn.Sequential(Pack(pack), small_critic(size, c * pack, width, sigmoid=sigmoid))
+        return small_generator(latent_dim, size, c, width), critic
     if model == "dcgan":
         critic = dcgan_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std)
         if pack > 1:

@@ -79,6 +79,14 @@ def data_scale(data: DataSource) -> float:
     return scale if math.isfinite(scale) and scale > 0 else 1.0
 
 
+def _auto_model(shape: tuple[int, ...]) -> str:
+    """``model="auto"``: the MLPs for flat samples; images up to 32 pixels a side (a multiple
+    of 4: MNIST's 28, the 8x8 digits) the small DCGAN-style models, larger ones DCGAN."""
+    if len(shape) != 3:
+        return "mlp"
+    return "dcgan-small" if shape[1] <= 32 and shape[1] % 4 == 0 else "dcgan"
+
+
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
@@ -120,7 +128,12 @@ class Trainer:
         **overrides: Any,
     ) -> None:
         if config is None:
-            config = preset(algo or "wgan-gp")
+            # The same configuration as ``preset(algo, data=...)`` and the command line:
+            # the data decides which recipe applies.
+            recipe_keys = {k: overrides[k] for k in ("data",) if k in overrides}
+            if data is not None:
+                recipe_keys["data"] = data
+            config = preset(algo or "wgan-gp", **recipe_keys)
         elif not isinstance(config, Config):
             raise TypeError(f"`config` must be a Config, got {type(config).__name__}")
         if data is not None:
@@ -143,13 +156,13 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
-        self.data: DataSource = make_data(cfg.data, seed=cfg.seed)
+        self.data: DataSource = make_data(cfg.data, seed=cfg.seed, image_size=cfg.image_size)
         shape = tuple(self.data.shape)
         self.image = len(shape) == 3
         #: Flat data divided by this for the models (``normalize``); 1 for images.
         self.scale = data_scale(self.data) if cfg.normalize and not self.image else 1.0
         self.latent_dim = cfg.latent_dim or (100 if self.image else 2)
-        model = cfg.model if cfg.model != "auto" else ("dcgan" if self.image else "mlp")
+        model = cfg.model if cfg.model != "auto" else _auto_model(shape)
         if generator is None or critic is None:
             g_built, d_built = build_models(
                 model,
@@ -206,8 +219,10 @@ class Trainer:
         self.step = 0
         self.history: dict[str, list[float]] = {k: [] for k in ("step", "d_loss", "g_loss", "wasserstein", "penalty")}
         self.w1_history: dict[str, list[float]] = {
-            "step": [], "estimate": [], "w1": [], "grad_norm_mean": [], "modes": [], "high_quality_pct": [], "wall_s": []
+            "step": [], "estimate": [], "w1": [], "grad_norm_mean": [], "modes": [], "high_quality_pct": [], "wall_s": [],
+            "classes_at_5pct": [], "confident_pct": [], "fd_over_floor": [],
         }
+        self._scorer: Any = None  # the ImageScorer of labelled image data, built on first use
         self.elapsed = 0.0
         self.metrics: dict[str, Any] = {}
         self._loss_sums: Optional[list[Tensor]] = None
@@ -477,6 +492,9 @@ class Trainer:
         self.w1_history["modes"].append(modes)
         self.w1_history["high_quality_pct"].append(hq)
         self.w1_history["wall_s"].append(self.elapsed)
+        scores = self.image_quality() if self.scorer() is not None else {}
+        for key in ("classes_at_5pct", "confident_pct", "fd_over_floor"):
+            self.w1_history.setdefault(key, []).append(float(scores.get(key, math.nan)))
 
     def _set_learning_rates(self) -> None:
         """The configured rates; ``lr_decay="linear"``: falling linearly to 0 at ``config.steps``."""
@@ -544,6 +562,37 @@ class Trainer:
         mm["high_quality_pct"] = 100.0 * mm["high_quality_fraction"]
         return mm
 
+    def scorer(self) -> Any:
+        """The :class:`~fastgan.train.scoring.ImageScorer` of the data (None: not labelled images).
+
+        Built on first use: the data's classifier is trained once and cached on disk.
+        """
+        if self._scorer is None:
+            from fastgan.train.scoring import ImageScorer
+
+            self._scorer = ImageScorer.for_data(self.data) if self.image else None
+            self._scorer = self._scorer if self._scorer is not None else False
+        return self._scorer or None
+
+    @torch.no_grad()
+    def image_quality(self, n: Optional[int] = None, *, seed: Optional[int] = None) -> dict[str, Any]:
+        """Image scores of ``n`` fresh samples of the generator (labelled image data only).
+
+        The generator's raw samples (its EMA weights when ``ema`` > 0, eval mode) from a
+        stream of their own (``seed``; default: one derived from the step): per-class
+        shares, the share classified with probability >= 0.9 and the Fréchet distance on
+        the classifier's features against its real-vs-real floor
+        (:func:`fastgan.metrics.image_scores`), plus ``meets_bar``.
+        """
+        scorer = self.scorer()
+        if scorer is None:
+            raise ValueError(f"image scores need labelled one-channel image data (mnist, digits), got {self.data.name!r}")
+        seed = self.cfg.seed * 1_000_003 + self.step + 17 if seed is None else int(seed)
+        fake = self.sample(n or self.cfg.eval_samples, seed=seed)
+        scores = scorer.scores(fake)
+        scores["meets_bar"] = scorer.meets_bar(scores)
+        return scores
+
     @contextlib.contextmanager
     def _thread_count(self):
         """``config.threads`` torch threads while training; the caller's count restored after."""
@@ -571,7 +620,8 @@ class Trainer:
         if resume:
             self.resume()
         show = (cfg.progress if progress is None else progress) and self.rank == 0
-        w1_every = cfg.w1_every or max(4 * cfg.log_every, total // 100 // cfg.log_every * cfg.log_every)
+        checks = 10 if self.image else 100  # an image check scores 2,500 samples: about 10 a run
+        w1_every = cfg.w1_every or max(4 * cfg.log_every, total // checks // cfg.log_every * cfg.log_every)
         bar = None
         if show:
             from tqdm.auto import tqdm
@@ -595,6 +645,10 @@ class Trainer:
                         bar.set_postfix(D=f"{self.history['d_loss'][-1]:.3f}" if self.history["d_loss"] else "-",
                                         W=f"{self.w1_history['estimate'][-1]:.3f}", W1=f"{self.w1_history['w1'][-1]:.3f}",
                                         modes=self.w1_history["modes"][-1], HQ=f"{self.w1_history['high_quality_pct'][-1]:.1f}%")
+                    elif bar is not None and self.scorer() is not None:
+                        h = self.w1_history
+                        bar.write(f"step {self.step}: classes>=5% {h['classes_at_5pct'][-1]:.0f}, "
+                                  f"p>=0.9 {h['confident_pct'][-1]:.1f}%, FD/floor {h['fd_over_floor'][-1]:.1f}")
                 if cfg.sample_every and self.step % cfg.sample_every == 0 and self.rank == 0 and self.out is not None:
                     self.plot_samples(self.out / f"samples_{self.step:06d}.png")
                 if self.step % cfg.checkpoint_every == 0 or self.step == total:
@@ -652,19 +706,14 @@ class Trainer:
         if not self.image:
             m = min(n, 2500)
             metrics["w1_to_data"] = exact_w1(fake[:m], self.data.sample(m, generator=g))
-        elif self.data.name.startswith("digits") and fake.shape[1] == 1:
-            def as_digits(x: Tensor) -> Tensor:  # [-1, 1] at any size -> [0, 1] at 8x8
-                x = (x.float().clamp(-1, 1) + 1) / 2
-                if x.shape[-1] != 8:
-                    x = nn.functional.interpolate(x, size=(8, 8), mode="area")
-                return x.clamp(0, 1)
-
-            try:
-                imgs, real = as_digits(fake), as_digits(self.data.sample(n, generator=g))
-                metrics["digits_inception_score"] = float(fastgan.metrics.digits_inception_score(imgs)[0])
-                metrics["digits_frechet_distance"] = float(fastgan.metrics.digits_frechet_distance(imgs, real))
-            except Exception as e:  # the scores are a bonus, never a reason to lose a run
-                metrics["digits_score_error"] = str(e)
+        elif self.scorer() is not None:
+            scorer = self.scorer()
+            scores = scorer.scores(fake)
+            metrics.update({k: scores[k] for k in ("classes_at_5pct", "min_class_share", "confident_pct", "real_confident_pct",
+                                                   "frechet_distance", "frechet_floor", "fd_over_floor")})
+            metrics["meets_image_bar"] = scorer.meets_bar(scores)
+            metrics["class_shares"] = [round(v, 4) for v in scores["class_shares"]]
+            metrics["scorer"] = scorer.name
         if self.w1_history["step"]:
             metrics["critic_estimate"] = self.w1_history["estimate"][-1]
             metrics["minibatch_w1"] = self.w1_history["w1"][-1]

@@ -1,0 +1,165 @@
+"""Training on images: the small models, the image recipes, the image scores of a run, the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+import fastgan
+from fastgan.train import Trainer, preset
+from fastgan.train.models import build_models, small_critic, small_generator
+from fastgan.train.presets import IMAGE_RECIPES
+
+TINY = dict(width=4, batch_size=8, latent_dim=8, log_every=1, checkpoint_every=1, eval_samples=300, w1_batch=16,
+            progress=False, n_critic=1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("size,channels", [(8, 1), (28, 1), (12, 3), (32, 1)])
+def test_small_models_shapes_and_layers(size, channels):
+    g, d = build_models("dcgan-small", (channels, size, size), latent_dim=6, width=5)
+    x = g(torch.randn(4, 6))
+    assert x.shape == (4, channels, size, size) and bool((x.abs() <= 1).all())  # tanh output
+    assert d(x).shape == (4,)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.stride) for c in convs] == [(channels, 5, (2, 2)), (5, 10, (2, 2))]
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in d.modules())
+    lin = [m for m in d.modules() if isinstance(m, nn.Linear)]
+    assert lin[-1].in_features == 10 * (size // 4) ** 2
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in small_generator(6, size, channels, 5, batchnorm=False).modules())
+    _, packed = build_models("dcgan-small", (channels, size, size), latent_dim=6, width=5, pack=2)
+    assert packed(torch.randn(4, channels, size, size)).shape == (2,)
+    assert small_critic(size, channels, 5, minibatch_std=True)(x).shape == (4,)
+
+
+@pytest.mark.parametrize("size", [0, 6, 30, 2.0])
+def test_small_models_refuse_sides_they_cannot_build(size):
+    with pytest.raises(ValueError, match="multiple of 4"):
+        small_generator(4, size)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        small_critic(size)
+
+
+def _digits(**kw):
+    return Trainer(preset("wgan-gp", data="digits", **{**TINY, **kw}))
+
+
+def test_auto_model_follows_the_image_size():
+    assert isinstance(_digits().G[0], nn.Linear) and _digits().D[0].in_channels == 1  # dcgan-small at 8x8
+    assert _digits().sample(3).shape == (3, 1, 8, 8)
+    big = Trainer(preset("wgan-gp", data="digits", image_size=64, **TINY))
+    assert isinstance(big.G[1], nn.ConvTranspose2d) and big.sample(2).shape == (2, 1, 64, 64)  # DCGAN
+
+
+@pytest.mark.parametrize("algo", ["gan", "wgan-gp", "sngan"])
+@pytest.mark.parametrize("data", ["mnist", "digits"])
+def test_image_recipes_keep_the_papers_algorithm(algo, data):
+    cfg, paper = preset(algo, data=data), preset(algo, data=data, paper_defaults=True)
+    for knob, value in IMAGE_RECIPES[data][algo].items():
+        assert getattr(cfg, knob) == value, knob
+    for knob in ("loss", "g_loss", "optimizer", "spectral_norm", "clip", "gp_weight"):
+        assert getattr(cfg, knob) == getattr(paper, knob), knob
+    plain = preset(algo, paper_defaults=True)
+    assert (paper.n_critic, paper.lr, paper.ema) == (plain.n_critic, plain.lr, 0.0)
+    assert preset(algo, data=data, n_critic=3).n_critic == 3  # overrides win over the recipe
+
+
+def test_trainer_and_command_line_pick_the_same_configuration(monkeypatch, tmp_path):
+    from fastgan.train import cli
+
+    class Built(Exception):
+        pass
+
+    def capture(cfg, out=None):
+        raise Built(cfg)
+
+    for algo, data in (("wgan-gp", "mnist"), ("sngan", "digits"), ("gan", "digits32"), ("wgan-gp", "grid25")):
+        with monkeypatch.context() as m:
+            m.setattr("fastgan.train.trainer.Trainer", capture)
+            with pytest.raises(Built) as built:
+                cli.main(["train", "--algo", algo, "--data", data, "--out", str(tmp_path / "unused"), "--no-progress"])
+        from_cli = built.value.args[0]
+        expected = preset(algo, data=data)
+        assert from_cli.replace(progress=True, threads=expected.threads) == expected, (algo, data)
+        from_api = Trainer.__init__  # the Python API: Trainer(algo=..., data=...) builds preset(algo, data=data)
+        seen = {}
+        with monkeypatch.context() as m:
+            m.setattr(Trainer, "_check", staticmethod(lambda cfg: (seen.setdefault("cfg", cfg), (_ for _ in ()).throw(Built()))))
+            with pytest.raises(Built):
+                from_api(Trainer.__new__(Trainer), algo=algo, data=data)
+        assert seen["cfg"] == expected, (algo, data)
+
+
+def test_image_run_reports_scores_with_the_floor(tmp_path):
+    trainer = _digits(steps=4, w1_every=2)
+    trainer.out = tmp_path
+    metrics = trainer.fit()
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    for key in ("classes_at_5pct", "confident_pct", "real_confident_pct", "frechet_distance", "frechet_floor", "fd_over_floor",
+                "meets_image_bar", "class_shares"):
+        assert key in metrics and key in on_disk, key
+    assert metrics["fd_over_floor"] == pytest.approx(metrics["frechet_distance"] / metrics["frechet_floor"])
+    assert sum(metrics["class_shares"]) == pytest.approx(1.0, abs=1e-3) and len(metrics["class_shares"]) == 10
+    assert metrics["meets_image_bar"] is False  # 4 steps of a 4-channel model have learned nothing
+    assert len(trainer.w1_history["fd_over_floor"]) == 2 and len(trainer.w1_history["confident_pct"]) == 2
+    # the scores are those of the generator's raw samples, against the data's own classifier
+    scorer = trainer.scorer()
+    fake = trainer.sample(trainer.cfg.eval_samples)
+    assert scorer.scores(fake)["frechet_distance"] == pytest.approx(metrics["frechet_distance"], rel=1e-9)
+    probs = fastgan.metrics.digits_classifier().probabilities(((fake + 1) / 2).clamp(0, 1))
+    expected = torch.bincount(probs.argmax(1), minlength=10).double() / len(fake)
+    torch.testing.assert_close(torch.tensor(metrics["class_shares"], dtype=torch.float64), expected, atol=1e-4, rtol=0)
+
+
+def test_image_quality_of_real_images_meets_the_bar():
+    """A generator that returns real digits passes the bar; one that returns a single digit does not."""
+    trainer = _digits()
+    real = trainer.data.samples
+
+    class Lookup(nn.Module):
+        def __init__(self, images):
+            super().__init__()
+            self.images = images
+
+        def forward(self, z):
+            idx = (z[:, 0].abs() * 1e6).long() % len(self.images)
+            return self.images[idx]
+
+    trainer.G, trainer.G_ema = Lookup(real), None
+    scores = trainer.image_quality(900, seed=3)
+    assert scores["meets_bar"] and scores["classes_at_5pct"] == 10 and scores["fd_over_floor"] < 3
+    trainer.G = Lookup(real[trainer.data.labels == 4])
+    scores = trainer.image_quality(900, seed=3)
+    assert not scores["meets_bar"] and scores["classes_at_5pct"] == 1
+
+
+def test_image_quality_refuses_unlabelled_data():
+    trainer = Trainer(preset("gan", data=torch.rand(20, 1, 8, 8) * 2 - 1, **TINY))
+    assert trainer.scorer() is None
+    with pytest.raises(ValueError, match="labelled"):
+        trainer.image_quality(10)
+
+
+def test_cli_trains_digits_and_eval_gives_the_scores(tmp_path, capsys):
+    from fastgan.train.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "--algo", "gan", "--data", "digits", "--out", str(run), "--steps", "3", "--width", "4",
+            "--batch-size", "8", "--eval-samples", "300", "--no-progress"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "fd_over_floor" in printed and "confident_pct" in printed
+    assert main(["sample", "--run", str(run), "-n", "20", "--out", str(tmp_path / "s.pt")]) == 0
+    assert torch.load(tmp_path / "s.pt", weights_only=True).shape == (20, 1, 8, 8)
+    assert main(["eval", "--run", str(run), "-n", "300"]) == 0
+    assert "fd_over_floor" in json.loads(capsys.readouterr().out.strip().splitlines()[-1])

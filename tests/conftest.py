@@ -76,3 +76,13 @@ def rng(generator: torch.Generator):
     import numpy as np
 
     return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (the caller's count restored after): small models
+    train faster on one, and the results do not depend on the machine's thread count."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

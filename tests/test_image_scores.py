@@ -146,6 +146,18 @@ def test_shares_and_fd_match_independent_computations(classifier, real_sets):
     assert s["fd_over_floor"] == pytest.approx(s["frechet_distance"] / s["frechet_floor"], rel=1e-12)
 
 
+def test_real_statistics_are_reused_exactly(classifier, real_sets):
+    real, fake, _ = real_sets
+    stats = metrics.real_statistics(classifier, real, generator=torch.Generator().manual_seed(7))
+    once = metrics.image_scores(classifier, fake, real, generator=torch.Generator().manual_seed(7))
+    assert metrics.image_scores(classifier, fake, stats) == once
+    assert metrics.image_scores(classifier, fake[:300], stats)["frechet_floor"] == once["frechet_floor"]
+    with pytest.raises(ValueError, match="confident"):
+        metrics.image_scores(classifier, fake, stats, confident=0.5)
+    with pytest.raises(ValueError, match="`fake`"):
+        metrics.image_scores(classifier, fake[:, :, :14], stats)
+
+
 def test_meets_image_bar_conditions():
     good = {"min_class_share": 0.08, "confident_pct": 90.0, "fd_over_floor": 3.0}
     assert metrics.meets_image_bar(good)

@@ -21,12 +21,7 @@ from fastgan.train.models import build_models
 TINY = dict(width=16, depth=2, batch_size=16, log_every=1, checkpoint_every=1, eval_samples=200, w1_batch=32, progress=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(algo: str, **kw) -> Config:

@@ -17,12 +17,7 @@ TINY = dict(width=4, batch_size=8, latent_dim=8, log_every=1, checkpoint_every=1
             progress=False, n_critic=1)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("size,channels", [(8, 1), (28, 1), (12, 3), (32, 1)])

@@ -36,7 +36,7 @@ from fastgan.metrics.digits import (
     digits_inception_score,
 )
 from fastgan.metrics.fidelity import ImageDataset, inception_metrics, to_uint8_images
-from fastgan.metrics.images import image_scores, meets_image_bar
+from fastgan.metrics.images import RealStatistics, image_scores, meets_image_bar, real_statistics
 from fastgan.metrics.mmd import median_bandwidth, mmd2, rbf_kernel
 from fastgan.metrics.mnist import MnistClassifier, default_mnist_classifier, mnist_classifier
 from fastgan.metrics.modes import ModeMetrics, grid_centres, mode_metrics, ring_centres, sample_mixture
@@ -54,6 +54,7 @@ __all__ = [
     "DigitsClassifier",
     "ImageDataset",
     "MnistClassifier",
+    "RealStatistics",
     "ModeMetrics",
     "birthday_support",
     "collision_probability",
@@ -75,6 +76,7 @@ __all__ = [
     "mnist_classifier",
     "mode_metrics",
     "rbf_kernel",
+    "real_statistics",
     "ring_centres",
     "sample_distances",
     "sample_mixture",

@@ -87,15 +87,20 @@ def _as_batch(images: object, name: str) -> Tensor:
         x = x[:, 0]
     if not ((x.dim() == 3 and x.shape[1:] == (8, 8)) or (x.dim() == 2 and x.shape[1] == 64)):
         raise ValueError(f"`{name}` must have shape (N, 8, 8), (N, 1, 8, 8) or (N, 64), got {tuple(images.shape)}")  # type: ignore[union-attr]
+    check_unit_images(x, name, "digits")
+    return x.reshape(x.shape[0], 64)
+
+
+def check_unit_images(x: Tensor, name: str, kind: str) -> None:
+    """ValueError naming ``name`` when the batch ``x`` is empty or has values outside [0, 1]."""
     if x.shape[0] == 0:
         raise ValueError(f"`{name}` is empty")
     lo, hi = x.min().item(), x.max().item()
     if lo < -1e-6 or hi > 1 + 1e-6:
         raise ValueError(
-            f"`{name}` has values in [{lo:.3g}, {hi:.3g}]; digits images must lie in [0, 1] "
+            f"`{name}` has values in [{lo:.3g}, {hi:.3g}]; {kind} images must lie in [0, 1] "
             "(e.g. map a tanh output with (x + 1) / 2)"
         )
-    return x.reshape(x.shape[0], 64)
 
 
 class DigitsClassifier(nn.Module):
@@ -137,10 +142,23 @@ def _train() -> DigitsClassifier:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with torch.enable_grad():  # also when first asked for under torch.no_grad()
-            return _train_single_thread()
+        return _train_single_thread()
     finally:
         torch.set_num_threads(threads)
+
+
+def fit_classifier(model: nn.Module, x: Tensor, y: Tensor, *, lr: float, epochs: int, batch: int,
+                   generator: torch.Generator) -> None:
+    """Adam on the cross-entropy of ``model(x)`` against labels ``y``: ``epochs`` passes in
+    shuffled minibatches of ``batch`` (the order drawn from ``generator``), gradients enabled."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    with torch.enable_grad():  # also when first asked for under torch.no_grad()
+        for _ in range(epochs):
+            for idx in torch.randperm(len(y), generator=generator).split(batch):
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
 
 
 def _train_single_thread() -> DigitsClassifier:
@@ -153,19 +171,26 @@ def _train_single_thread() -> DigitsClassifier:
                 layer.weight.uniform_(-bound, bound, generator=gen)
                 layer.bias.uniform_(-bound, bound, generator=gen)
     x, y = load_digits("train")
-    x = x.reshape(-1, 64)
-    opt = torch.optim.Adam(model.parameters(), lr=_LR)
-    for _ in range(_EPOCHS):
-        for idx in torch.randperm(len(y), generator=gen).split(_BATCH):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    fit_classifier(model, x.reshape(-1, 64), y, lr=_LR, epochs=_EPOCHS, batch=_BATCH, generator=gen)
     model.eval()
     xt, yt = load_digits("test")
     with torch.no_grad():
         model.test_accuracy = (model(xt.reshape(-1, 64)).argmax(-1) == yt).double().mean().item()
     return model
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary file and a rename: concurrent first
+    uses of a cache never read a half-written file. Creates the directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _file(directory: Path) -> Path:
@@ -196,15 +221,7 @@ def digits_classifier(
             model = None
     if model is None:
         model = _train()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            torch.save({"state_dict": model.state_dict(), "test_accuracy": model.test_accuracy}, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        save_atomic({"state_dict": model.state_dict(), "test_accuracy": model.test_accuracy}, path)
     model.eval().requires_grad_(False)
     _loaded[path] = model
     return model

@@ -22,7 +22,8 @@ ratio near 1 means the fakes are as close to A as other real images are.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import Tensor
@@ -30,7 +31,7 @@ from torch import Tensor
 from fastgan._checks import float_tensor
 from fastgan.metrics.scores import frechet_distance_from_features
 
-__all__ = ["image_scores", "meets_image_bar"]
+__all__ = ["RealStatistics", "real_statistics", "image_scores", "meets_image_bar"]
 
 
 def _apply(method: Callable[[Tensor], Tensor], x: Tensor, name: str) -> Tensor:
@@ -40,10 +41,52 @@ def _apply(method: Callable[[Tensor], Tensor], x: Tensor, name: str) -> Tensor:
         raise ValueError(f"`{name}`: {err}") from err
 
 
+@dataclass(frozen=True)
+class RealStatistics:
+    """What :func:`image_scores` needs of the real images, computed once by :func:`real_statistics`.
+
+    ``features_a``: the classifier's features of half A, (M // 2, d) float64;
+    ``floor``: FD(A, B); ``real_confident_pct``: the confident share of all of ``real``;
+    ``sample_shape``: the trailing shape of one image; ``confident``: the threshold used.
+    """
+
+    features_a: Tensor
+    floor: float
+    real_confident_pct: float
+    sample_shape: tuple[int, ...]
+    confident: float
+
+
+def real_statistics(
+    classifier: Any, real: Tensor, *, confident: float = 0.9, generator: Optional[torch.Generator] = None
+) -> RealStatistics:
+    """The real side of :func:`image_scores` (halves, floor, confident share), to reuse across calls.
+
+    ``real`` (M, ...), M >= 4, is split by ``torch.randperm(M, generator=generator)``
+    (default: a generator seeded with 0) into half A (the first M // 2) and half B (the next M // 2).
+    """
+    real = float_tensor(real, "real", min_dims=1)
+    if real.shape[0] < 4:
+        raise ValueError(f"`real` needs at least 4 images (2 per half), got {real.shape[0]}")
+    if not isinstance(confident, (int, float)) or not 0.0 < confident <= 1.0:
+        raise ValueError(f"`confident` must lie in (0, 1], got {confident!r}")
+    p_real = _apply(classifier.probabilities, real, "real")
+    half = real.shape[0] // 2
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    order = torch.randperm(real.shape[0], generator=gen).to(real.device)
+    f_a = _apply(classifier.features, real[order[:half]], "real").double()
+    f_b = _apply(classifier.features, real[order[half : 2 * half]], "real").double()
+    floor = frechet_distance_from_features(f_a, f_b)
+    if floor <= 0.0:
+        raise ValueError("the two halves of `real` have Fréchet distance 0 (identical features); the floor is undefined")
+    return RealStatistics(f_a, floor, 100.0 * float((p_real.max(1).values >= confident).double().mean()),
+                          tuple(real.shape[1:]), float(confident))
+
+
 def image_scores(
     classifier: Any,
     fake: Tensor,
-    real: Tensor,
+    real: Union[Tensor, RealStatistics],
     *,
     confident: float = 0.9,
     num_classes: int = 10,
@@ -54,8 +97,10 @@ def image_scores(
     ``fake`` (N, ...) and ``real`` (M, ...) share their trailing shape, one the
     classifier accepts (values in [0, 1] for the fastgan classifiers). ``real`` is split
     by ``torch.randperm(M, generator=generator)`` (default: a generator seeded with 0)
-    into half A (the first M // 2 entries) and half B (the next M // 2). Returns plain
-    Python values:
+    into half A (the first M // 2 entries) and half B (the next M // 2); ``real`` may
+    also be the :class:`RealStatistics` of an earlier :func:`real_statistics` call (with
+    the same ``confident``), which scores many fake sets against one real set at the
+    cost of the fakes alone. Returns plain Python values:
 
     - ``class_shares``: per class c < ``num_classes``, the share of fakes whose most
       probable class is c (sums to 1); ``min_class_share``; ``classes_at_5pct``, the
@@ -68,40 +113,32 @@ def image_scores(
     - ``n_fake`` (N) and ``n_real_half`` (M // 2).
     """
     fake = float_tensor(fake, "fake", min_dims=1)
-    real = float_tensor(real, "real", min_dims=1)
-    if fake.shape[1:] != real.shape[1:]:
-        raise ValueError(f"`fake` {tuple(fake.shape)} and `real` {tuple(real.shape)} differ in their trailing shape")
     if fake.shape[0] < 2:
         raise ValueError(f"`fake` needs at least 2 images, got {fake.shape[0]}")
-    if real.shape[0] < 4:
-        raise ValueError(f"`real` needs at least 4 images (2 per half), got {real.shape[0]}")
-    if not isinstance(confident, (int, float)) or not 0.0 < confident <= 1.0:
-        raise ValueError(f"`confident` must lie in (0, 1], got {confident!r}")
+    p_fake = _apply(classifier.probabilities, fake, "fake")  # the fakes' own errors first
+    if not isinstance(real, RealStatistics):
+        if isinstance(real, Tensor) and fake.shape[1:] != real.shape[1:]:
+            raise ValueError(f"`fake` {tuple(fake.shape)} and `real` {tuple(real.shape)} differ in their trailing shape")
+        real = real_statistics(classifier, real, confident=confident, generator=generator)
+    elif real.confident != confident:
+        raise ValueError(f"`real` was computed with confident={real.confident}, not {confident}")
+    if tuple(fake.shape[1:]) != real.sample_shape:
+        raise ValueError(f"`fake` {tuple(fake.shape)} and `real` (N, {', '.join(map(str, real.sample_shape))}) differ in their trailing shape")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"`num_classes` must be a positive int, got {num_classes!r}")
-
-    p_fake = _apply(classifier.probabilities, fake, "fake")
-    p_real = _apply(classifier.probabilities, real, "real")
     if p_fake.dim() != 2 or p_fake.shape[1] != num_classes:
         raise ValueError(f"the classifier gives probabilities of shape {tuple(p_fake.shape)}, not (N, `num_classes`={num_classes})")
     shares = torch.bincount(p_fake.argmax(1).cpu(), minlength=num_classes).double() / fake.shape[0]
-
-    half = real.shape[0] // 2
-    gen = generator if generator is not None else torch.Generator().manual_seed(0)
-    order = torch.randperm(real.shape[0], generator=gen).to(real.device)
     f_fake = _apply(classifier.features, fake, "fake").double()
-    f_a = _apply(classifier.features, real[order[:half]], "real").double()
-    f_b = _apply(classifier.features, real[order[half : 2 * half]], "real").double()
-    fd = frechet_distance_from_features(f_fake, f_a)
-    floor = frechet_distance_from_features(f_a, f_b)
-    if floor <= 0.0:
-        raise ValueError("the two halves of `real` have Fréchet distance 0 (identical features); the floor is undefined")
+    fd = frechet_distance_from_features(f_fake, real.features_a)
+    floor = real.floor
+    half = real.features_a.shape[0]
     return {
         "class_shares": shares.tolist(),
         "min_class_share": float(shares.min()),
         "classes_at_5pct": int((shares >= 0.05).sum()),
         "confident_pct": 100.0 * float((p_fake.max(1).values >= confident).double().mean()),
-        "real_confident_pct": 100.0 * float((p_real.max(1).values >= confident).double().mean()),
+        "real_confident_pct": real.real_confident_pct,
         "frechet_distance": fd,
         "frechet_floor": floor,
         "fd_over_floor": fd / floor,

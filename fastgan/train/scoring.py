@@ -18,7 +18,7 @@ from torch import Tensor
 
 from fastgan.train.data import DataSource
 
-__all__ = ["ImageScorer", "summary"]
+__all__ = ["ImageScorer"]
 
 
 def _to_unit(x: Tensor, size: int) -> Tensor:
@@ -88,11 +88,4 @@ class ImageScorer:
         from fastgan import metrics
 
         return bool(metrics.meets_image_bar(scores))
-
-
-def summary(scores: dict[str, Any]) -> str:
-    """One line: classes at >= 5%, confident share, FD against its floor."""
-    return (f"classes>=5% {scores['classes_at_5pct']}/{len(scores['class_shares'])}, "
-            f"p>=0.9 {scores['confident_pct']:.1f}% (real {scores['real_confident_pct']:.1f}%), "
-            f"FD {scores['frechet_distance']:.3g} = {scores['fd_over_floor']:.1f}x floor {scores['frechet_floor']:.3g}")
 

@@ -117,8 +117,6 @@ def image_scores(
         raise ValueError(f"`fake` needs at least 2 images, got {fake.shape[0]}")
     p_fake = _apply(classifier.probabilities, fake, "fake")  # the fakes' own errors first
     if not isinstance(real, RealStatistics):
-        if isinstance(real, Tensor) and fake.shape[1:] != real.shape[1:]:
-            raise ValueError(f"`fake` {tuple(fake.shape)} and `real` {tuple(real.shape)} differ in their trailing shape")
         real = real_statistics(classifier, real, confident=confident, generator=generator)
     elif real.confident != confident:
         raise ValueError(f"`real` was computed with confident={real.confident}, not {confident}")

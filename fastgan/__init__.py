@@ -4,7 +4,16 @@ Ops run fastgan's C++ kernels on CPU tensors and its CUDA (or Triton) kernels
 on GPU tensors; every op has a pure-PyTorch twin in :mod:`fastgan.reference`
 (``backend="reference"``). ``python -m fastgan.info`` reports what this
 installation can run.
+
+Training (:mod:`fastgan.train`, callable as ``fastgan.train(algo, data, ...)``,
+and :class:`fastgan.Trainer`) loads on first use: ``import fastgan`` brings in
+the ops, losses, metrics and optimal transport, not the training loops and
+their dependencies (tqdm).
 """
+
+from __future__ import annotations
+
+import importlib
 
 from fastgan import _library  # loads the compiled ops once (warns if missing)
 from fastgan import divergences, losses, metrics, nn, ot, reference
@@ -17,8 +26,6 @@ from fastgan.penalty import (
     penalty_from_gradients,
     wgan_gp_critic_loss,
 )
-from fastgan import train  # callable: fastgan.train(algo, data, ...) runs train.train
-from fastgan.train import Trainer
 
 __version__ = "0.1.0"
 
@@ -40,3 +47,20 @@ __all__ = [
     "wgan_gp_critic_loss",
     "__version__",
 ]
+
+#: Names this package loads on first access, and the module each comes from.
+_LAZY = {"train": "fastgan.train", "Trainer": "fastgan.train"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastgan' has no attribute {name!r}")
+    loaded = importlib.import_module(module)
+    value = loaded if name == "train" else getattr(loaded, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

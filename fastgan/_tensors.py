@@ -81,6 +81,29 @@ def positive(value: object, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+def real_number(value: object, name: str, *, finite: bool = True) -> float:
+    """``value`` as a float (a finite one unless ``finite=False``), else a TypeError /
+    ValueError naming ``name``. Real numbers only: a bool, a string or a tensor is refused."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if finite and not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value}")
+    return value
+
+
+def optional_real(value: object, name: str) -> float | None:
+    """None, or ``value`` as a finite float (:func:`real_number`)."""
+    return None if value is None else real_number(value, name)
+
+
+def integer(value: object, name: str) -> int:
+    """``value`` as an int (any sign), else a TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
+    return int(value)
+
+
 def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     """``value`` as an int >= ``minimum``, else a clear error."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -99,3 +122,40 @@ def group_by_device(
         check_float_dtype(t, f"{name}[{i}]")
         groups.setdefault(t.device, []).append(t)
     return groups
+
+
+def spectral_norm_args(
+    module: object, name: str, n_power_iterations: object, eps: object, dim: object
+) -> tuple[torch.Tensor, int, float, int]:
+    """``module.<name>`` and the arguments of a spectral normalisation, checked.
+
+    Returns ``(weight, n_power_iterations, eps, dim)`` with ``dim`` resolved
+    (None: 1 for a ConvTranspose layer, whose output channels run along its
+    weight's dim 1, else 0) and made non-negative; a TypeError, ValueError or
+    IndexError naming the bad argument otherwise.
+    """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"`module` must be an nn.Module, got {type(module).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"`name` must be a str, got {type(name).__name__}")
+    weight = getattr(module, name, None)
+    if not isinstance(weight, torch.Tensor):
+        raise ValueError(f"`module` ({type(module).__name__}) has no parameter or buffer named {name!r}")
+    if not (weight.is_floating_point() or weight.is_complex()):
+        raise TypeError(f"`module`.{name} has dtype {weight.dtype}; expected a floating-point or complex tensor")
+    if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, numbers.Integral):
+        raise TypeError(f"`n_power_iterations` must be an int, got {type(n_power_iterations).__name__}")
+    if n_power_iterations < 1:
+        raise ValueError(f"`n_power_iterations` must be >= 1, got {n_power_iterations}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"`eps` must be a real number, got {type(eps).__name__}")
+    if not eps > 0:
+        raise ValueError(f"`eps` must be > 0, got {eps}")
+    if dim is None:
+        dim = 1 if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)) else 0
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"`dim` must be an int or None, got {type(dim).__name__}")
+    ndim = max(weight.ndim, 1)
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"`dim` = {dim} is out of range for `module`.{name} of shape {tuple(weight.shape)}")
+    return weight, int(n_power_iterations), float(eps), int(dim) % ndim

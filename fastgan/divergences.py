@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from fastgan._checks import float_tensor
-from fastgan._tensors import check_float_dtype
+from fastgan._tensors import check_float_dtype, integer
 
 __all__ = [
     "kl",
@@ -61,6 +61,7 @@ def _histograms(
     p: object, q: object, dim: int, normalize: bool, names: tuple[str, str] = ("p", "q")
 ) -> tuple[Tensor, Tensor, int]:
     """``p`` and ``q`` checked, with the support moved last and broadcast, and its size."""
+    dim = integer(dim, "dim")
     checked = []
     for x, name in ((p, names[0]), (q, names[1])):
         x = _check_masses(x, name)

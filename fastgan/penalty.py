@@ -1,4 +1,4 @@
-r"""The gradient penalty (WGAN-GP, WGAN-LP, R1/R2) on gradients already computed.
+r"""The gradient penalty (WGAN-GP, WGAN-LP, R1/R2, DRAGAN) and the WGAN-GP critic loss.
 
 WGAN-GP (Gulrajani et al., Algorithm 1) adds
 :math:`\lambda\,\mathbb{E}_{\hat x}[(\|\nabla_{\hat x} D(\hat x)\|_2 - 1)^2]` to
@@ -6,6 +6,14 @@ the critic loss, the norm taken per sample. :func:`penalty_from_gradients`
 computes the expectation over a batch of gradients in one fused pass, and its
 backward in another, instead of the chain of small ops (flatten, square, sum,
 sqrt, subtract, square, mean) and their backwards that the usual code runs.
+:func:`gradient_penalty` takes it at the points of :func:`penalty_points`;
+:func:`mlp_critic_penalty` evaluates an MLP critic's scores and penalty in one
+op; :func:`wgan_gp_critic_loss` puts them together in the arrangement that
+:mod:`fastgan.arrangements` picks (and explains).
+
+A penalty point that is NaN or infinite makes every one of these penalties
+NaN (the critic's value there is, and its gradient means nothing), without a
+host synchronisation.
 """
 
 from __future__ import annotations
@@ -17,7 +25,19 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype, check_same_device, positive, positive_int
+from fastgan._tensors import check_float_dtype, check_same_device, integer, positive, positive_int, real_number
+from fastgan.arrangements import (  # re-exported: fastgan.penalty.<name> as before
+    _UNSET,
+    ARRANGEMENTS,
+    AUTO_ARRANGEMENT,
+    MlpLayers,
+    _spectral_norm_group,
+    choose_arrangement as _arrangement,
+    couples_samples,
+    fusable_mlp as _fusable_mlp,
+    fused_accepts as _fused_accepts,
+    mlp_critic_layers,
+)
 
 __all__ = [
     "CriticLoss",
@@ -31,22 +51,6 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "reference")
-
-#: The arrangement ``wgan_gp_critic_loss(arrangement="auto")`` uses for
-#: critics whose samples do not interact (no BatchNorm), by device type and
-#: by whether the critic convolves. On a 2-core CPU (bench/bench_wgan_gp.py,
-#: README.md) "pair" was about 5% faster than "separate" for the MLP critic
-#: and level for the DCGAN critic, where the larger batch also changes the
-#: convolution algorithms' float32 rounding (1e-5 relative in the gradients);
-#: "joint" was 1.4-2x slower. The GPU entries follow the same rule and have
-#: not been measured yet.
-AUTO_ARRANGEMENT: dict[tuple[str, bool], str] = {
-    ("cpu", False): "pair",
-    ("cpu", True): "separate",
-    ("cuda", False): "pair",
-    ("cuda", True): "separate",
-}
-
 
 def penalty_from_gradients(
     grads: torch.Tensor, *, center: float = 1.0, one_sided: bool = False, backend: str = "auto"
@@ -76,16 +80,15 @@ def penalty_from_gradients(
         yourself.
 
     Raises:
-        TypeError: ``grads`` is not a floating-point tensor.
+        TypeError: ``grads`` is not a floating-point tensor, or ``center`` is
+            not a real number.
         ValueError: ``grads`` has no batch dimension or no sample, ``center``
             is not finite, or ``backend`` is unknown.
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
     _check_sample_tensor(grads, "grads")
-    if not math.isfinite(center):
-        raise ValueError(f"`center` must be finite, got {center}")
-    center, one_sided = float(center), bool(one_sided)
+    center, one_sided = real_number(center, "center"), bool(one_sided)
     if backend == "reference":
         from fastgan import reference
 
@@ -96,7 +99,6 @@ def penalty_from_gradients(
 
 
 MODES = ("interpolate", "real", "fake", "dragan")
-ARRANGEMENTS = ("auto", "separate", "pair", "joint", "fused")
 
 
 def _check_sample_tensor(t: object, name: str) -> torch.Tensor:
@@ -213,10 +215,7 @@ def _check_scores(scores: object, batch: int) -> None:
 def _default_center(center: float | None, mode: str) -> float:
     if center is None:
         return 0.0 if mode in ("real", "fake") else 1.0
-    center = float(center)
-    if not math.isfinite(center):
-        raise ValueError(f"`center` must be finite, got {center}")
-    return center
+    return real_number(center, "center")
 
 
 def gradient_penalty(
@@ -263,189 +262,31 @@ def gradient_penalty(
         penalty stay in float32 under autocast), differentiable with respect
         to the critic's parameters: ``loss.backward()`` runs the double
         backward. Computed with grad enabled even inside ``torch.no_grad()``.
+        NaN when a penalty point is NaN or infinite, as in
+        :func:`mlp_critic_penalty`.
 
     Raises:
         ValueError: unknown ``mode``, missing ``fake``, shapes that differ,
-            ``weight`` < 0, or a critic that does not return one score per
-            sample.
-        TypeError: non-floating or mismatched dtypes.
+            ``weight`` < 0, a non-finite ``center``, or a critic that does not
+            return one score per sample.
+        TypeError: non-floating or mismatched dtypes, or a ``weight``,
+            ``center`` or ``dragan_scale`` that is not a real number.
     """
     weight = positive(weight, "weight", allow_zero=True)
     center = _default_center(center, mode)
     with torch.enable_grad():
         x_hat = penalty_points(real, fake, mode=mode, generator=generator, dragan_scale=dragan_scale, backend=backend)
         grads = _critic_gradients(critic, x_hat)
-        return weight * penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
+        penalty = penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
+        return weight * _nan_unless_finite(penalty, x_hat)
 
 
-def couples_samples(critic: object) -> bool:
-    """Whether a critic's output for one sample may depend on the other samples of its batch.
-
-    True for a critic with BatchNorm, with a module whose class sets ``couples_batch = True``
-    (fastgan's ``MinibatchStd``: declare it on any layer that computes batch statistics),
-    or that is not an ``nn.Module`` (it cannot be inspected). Such a critic must see real,
-    fake and interpolated samples in separate calls.
-    """
-    if not isinstance(critic, torch.nn.Module):
-        return True
-    return any(
-        isinstance(m, torch.nn.modules.batchnorm._BatchNorm) or getattr(m, "couples_batch", False) for m in critic.modules()
-    )
-
-
-_UNSET = object()
-
-
-def _fusable_mlp(critic: object, arrangement: str, backend: str) -> MlpLayers | None:
-    """``mlp_critic_layers(critic)`` where the arrangement may be "fused", else None."""
-    if backend == "reference" or arrangement not in ("auto", "fused"):
-        return None
-    return mlp_critic_layers(critic)
-
-
-def _fused_accepts(mlp: object, sample: torch.Tensor | None) -> bool:
-    """Whether mlp_critic_penalty takes ``sample`` (a batch of real samples):
-    flat (B, d) rows of float32 / float64, the dtype of every layer."""
-    if sample is None:
-        return True
-    if sample.dim() != 2 or sample.dtype not in (torch.float32, torch.float64):
-        return False
-    return all(w.dtype == sample.dtype for w in mlp.weights)
-
-
-def _arrangement(
-    critic: object,
-    arrangement: str,
-    device: torch.device,
-    backend: str = "auto",
-    mlp: object = _UNSET,
-    sample: torch.Tensor | None = None,
-) -> str:
-    """The arrangement to use; ``mlp``: ``_fusable_mlp(...)`` when the caller has it;
-    ``sample``: the real batch, for "auto" to pick only a path that accepts it."""
-    if arrangement not in ARRANGEMENTS:
-        raise ValueError(f"`arrangement` must be one of {ARRANGEMENTS}, got {arrangement!r}")
-    if mlp is _UNSET:
-        mlp = _fusable_mlp(critic, arrangement, backend)
-    if arrangement == "fused":
-        if backend == "reference" or mlp is None:
-            raise ValueError(
-                "arrangement='fused' needs an MLP critic (see fastgan.mlp_critic_layers) and "
-                "fastgan's kernels (backend='auto')"
-            )
-        return arrangement
-    coupled = couples_samples(critic)
-    if arrangement == "auto":
-        if coupled:
-            return "separate"
-        if backend != "reference" and device.type == "cpu" and mlp is not None and _fused_accepts(mlp, sample):
-            return "fused"
-        convolves = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in critic.modules())
-        return AUTO_ARRANGEMENT.get((device.type, convolves), "separate")
-    if arrangement != "separate" and coupled:
-        raise ValueError(
-            f"arrangement={arrangement!r} evaluates real and fake samples in one batch, which "
-            "changes the outputs of a critic with BatchNorm or another batch statistic (or a critic "
-            "that is not an nn.Module)"
-        )
-    return arrangement
-
-
-class MlpLayers(NamedTuple):
-    """What :func:`mlp_critic_penalty` needs of an MLP critic (see :func:`mlp_critic_layers`)."""
-
-    weights: list[torch.Tensor]  #: the Linear weights (the unnormalised ones under spectral norm)
-    biases: list[torch.Tensor]
-    alphas: list[float]  #: the leaky-relu slope after each hidden layer
-    flat: bool  #: scores (N,) (a final :class:`fastgan.nn.Flat`) rather than (N, 1)
-    group: object = None  #: the :class:`~fastgan.nn.spectral_norm.SpectralNormGroup` normalising every layer, or None
-    norms: tuple = ()  #: each layer's SpectralNorm parametrization (with ``group``)
-
-
-def _spectral_norm_group(critic: torch.nn.Module):
-    """The SpectralNormGroup whose hooks are the only ones on ``critic``; None without hooks; False otherwise."""
-    from fastgan.nn.spectral_norm import SpectralNormGroup
-
-    pre, post = list(critic._forward_pre_hooks.values()), list(critic._forward_hooks.values())
-    if not pre and not post:
-        return None
-    if len(pre) != 1 or len(post) != 1:
-        return False
-    group = getattr(pre[0], "__self__", None)
-    if (
-        not isinstance(group, SpectralNormGroup)
-        or getattr(pre[0], "__func__", None) is not SpectralNormGroup.before_forward
-        or getattr(post[0], "__self__", None) is not group
-        or getattr(post[0], "__func__", None) is not SpectralNormGroup.after_forward
-    ):
-        return False
-    return group
-
-
-def mlp_critic_layers(critic: object) -> MlpLayers | None:
-    """The layers of ``critic`` when it is an MLP that :func:`mlp_critic_penalty` evaluates, else None.
-
-    Eligible: an ``nn.Sequential`` of ``Linear`` layers (with biases)
-    alternating with ``LeakyReLU`` / ``ReLU`` / ``Identity`` modules or
-    fastgan's :class:`~fastgan.nn.BiasAct` with those activations (no bias,
-    gain 1), the last ``Linear`` with one output, optionally followed by
-    :class:`~fastgan.nn.Flat`; no hooks on any of them, except
-    :func:`fastgan.nn.spectral_norm_all`'s when it normalises every ``Linear``
-    (and nothing else).
-    """
-    from fastgan.nn.modules import BiasAct, Flat
-    from fastgan.nn.spectral_norm import SpectralNorm, _normalized_linear
-
-    if type(critic) is not torch.nn.Sequential:
-        return None
-    group = _spectral_norm_group(critic)
-    if group is False:
-        return None
-    children = list(critic)
-    flat = bool(children) and type(children[-1]) is Flat
-    if flat:
-        children = children[:-1]
-    if len(children) % 2 == 0:
-        return None
-    weights, biases, alphas, norms = [], [], [], []
-    for i, m in enumerate(children):
-        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks:
-            return None
-        if i % 2 == 0:
-            if not isinstance(m, torch.nn.Linear) or type(m).forward is not torch.nn.Linear.forward or m.bias is None:
-                return None
-            own_forward = m.__dict__.get("forward")  # set on the instance: only spectral_norm_all's
-            if own_forward is not None and getattr(own_forward, "func", None) is not _normalized_linear:
-                return None
-            plists = m._modules.get("parametrizations")
-            if (plists is None) != (group is None):
-                return None
-            if plists is None:
-                weights.append(m.weight)
-            else:
-                plist = plists._modules.get("weight")
-                if len(plists) != 1 or plist is None or len(plist) != 1 or plist not in group.lists:
-                    return None
-                sn = plist._modules["0"]
-                if not isinstance(sn, SpectralNorm) or sn.dim != 0:
-                    return None
-                weights.append(plist._parameters["original"])
-                norms.append(sn)
-            biases.append(m.bias)
-            continue
-        if type(m) is torch.nn.LeakyReLU:
-            alphas.append(float(m.negative_slope))
-        elif type(m) is torch.nn.ReLU:
-            alphas.append(0.0)
-        elif type(m) is torch.nn.Identity:
-            alphas.append(1.0)
-        elif type(m) is BiasAct and m.bias is None and m.gain == 1 and m.act in ("lrelu", "relu", "linear"):
-            alphas.append({"lrelu": float(m.alpha), "relu": 0.0, "linear": 1.0}[m.act])
-        else:
-            return None
-    if weights[-1].shape[0] != 1 or (group is not None and len(norms) != len(group.lists)):
-        return None
-    return MlpLayers(weights, biases, alphas, flat, group, tuple(norms))
+def _nan_unless_finite(penalty: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """``penalty``, or NaN when a penalty point is NaN or infinite (one pass over
+    ``points``, no host synchronisation). The gradient autograd gives at such a
+    point is finite for a piecewise-linear critic (a NaN fails every ``x > 0``
+    test and takes the other slope), and means nothing."""
+    return penalty.where(torch.isfinite(points).all(), math.nan)
 
 
 def mlp_critic_penalty(
@@ -485,9 +326,13 @@ def mlp_critic_penalty(
         ``(d_real, d_fake, penalty)``: scores shaped as the critic returns
         them ((N,) or (N, 1)) and the unweighted penalty (0-dim).
 
+        The penalty is NaN when a row of ``x_hat`` is NaN or infinite.
+
     Raises:
-        ValueError: ``critic`` is not such an MLP; RuntimeError: bad shapes,
-            dtypes or devices (named), or inputs that require gradients.
+        ValueError: ``critic`` is not such an MLP, or ``center`` is not
+            finite; TypeError: a non-Tensor input or a ``center`` that is not
+            a real number; RuntimeError: bad shapes, dtypes or devices
+            (named), or inputs that require gradients.
     """
     layers = critic if isinstance(critic, MlpLayers) else mlp_critic_layers(critic)
     if layers is None:
@@ -498,8 +343,7 @@ def mlp_critic_penalty(
     for name, t in (("real", real), ("fake", fake), ("x_hat", x_hat)):
         if not isinstance(t, torch.Tensor) and not (name == "x_hat" and t is None):
             raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-    if not math.isfinite(center):
-        raise ValueError(f"`center` must be finite, got {center}")
+    center = real_number(center, "center")
     check_same_device({"real": real, "fake": fake, "x_hat": x_hat}, "mlp_critic_penalty")
     _library.require_kernel("mlp_critic_penalty", real.device)
     if x_hat is None:
@@ -523,10 +367,7 @@ def mlp_critic_penalty(
         finally:
             group.after_forward(None, (), None)
     if x_hat.numel():
-        # The gradient of a piecewise-linear critic is finite even at a NaN
-        # or infinite point: such a point makes the penalty NaN, as the
-        # critic's value there is, without a host synchronisation.
-        penalty = penalty.where(torch.isfinite(x_hat).all(), math.nan)
+        penalty = _nan_unless_finite(penalty, x_hat)
     if not layers.flat:
         d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
     return d_real, d_fake, penalty
@@ -577,9 +418,15 @@ def wgan_gp_critic_loss(
             batch; ``"fused"`` for an MLP critic on the CPU; and otherwise
             the arrangement measured fastest on the device
             (:data:`AUTO_ARRANGEMENT`: ``"pair"`` for critics without
-            convolutions, ``"separate"`` for convolutional ones). Any
+            convolutions, ``"separate"`` for convolutional ones); the table
+            and the reasons are in :mod:`fastgan.arrangements`. For a critic
+            whose forward depends on its input and parameters alone, any
             arrangement gives the same loss and gradients up to rounding;
-            ``"fused"`` gives first derivatives only.
+            ``"fused"`` gives first derivatives only. Under spectral
+            normalisation in training mode each critic call runs the power
+            iteration, so ``"separate"`` (3 calls) and ``"pair"`` (2) give
+            other numbers than ``"joint"`` and ``"fused"`` (1 each, equal up
+            to rounding); in evaluation mode all agree.
         penalty_every, step: lazy regularisation (Karras et al., StyleGAN2):
             the penalty is added only when ``step % penalty_every == 0``, with
             its weight multiplied by ``penalty_every``. This changes the
@@ -594,6 +441,7 @@ def wgan_gp_critic_loss(
     weight = positive(weight, "weight", allow_zero=True)
     center = _default_center(center, "interpolate")
     penalty_every = positive_int(penalty_every, "penalty_every")
+    step = integer(step, "step")
     real = _check_sample_tensor(real, "real").detach()
     fake = _check_sample_tensor(fake, "fake").detach()
     _check_pair(real, fake)
@@ -630,6 +478,7 @@ def wgan_gp_critic_loss(
             else:
                 grads = _critic_gradients(critic, x_hat, d_hat)
                 unweighted = penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
+                unweighted = _nan_unless_finite(unweighted, x_hat)
             penalty = (weight * penalty_every) * unweighted
             loss = penalty - wasserstein.to(penalty.dtype)
         else:

@@ -208,6 +208,139 @@ def test_mlp_critic_penalty_names_a_non_tensor(bad, generator):
         fastgan.mlp_critic_penalty(critic, x, x, x.to("meta"))
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_every_penalty_entry_point_is_nan_at_a_non_finite_point(bad, generator):
+    """Autograd's gradient of a piecewise-linear critic at a NaN point is finite (a NaN
+    fails every ``x > 0`` test): every entry point makes the penalty NaN instead, and
+    on the same points made finite each one matches plain autograd."""
+    critic = _mlp_critic(generator)
+    real, fake = (torch.randn(5, 3, dtype=torch.float64, generator=generator) for _ in range(2))
+    row = int(torch.randint(0, 5, (), generator=generator))
+    bad_real = real.clone()
+    bad_real[row, 1] = bad
+    ones = torch.ones(5, dtype=torch.float64)  # x_hat = real
+    for points, is_bad in ((bad_real, True), (real, False)):
+        expected = _autograd_penalty(critic, points, 0.0)
+        got = {
+            "mlp_critic_penalty": fastgan.mlp_critic_penalty(critic, real, fake, points, center=0.0)[2],
+            "gradient_penalty": fastgan.gradient_penalty(critic, points, mode="real", weight=1.0),
+            "gradient_penalty (reference)": fastgan.gradient_penalty(critic, points, mode="real", weight=1.0, backend="reference"),
+            "gradient_penalty (fake)": fastgan.gradient_penalty(critic, real, points, mode="fake", weight=1.0),
+        }
+        for arrangement in ("separate", "pair", "joint", "fused"):
+            # eps = 1: x_hat = real, the (bad) points, while real and fake are finite.
+            with torch.random.fork_rng():
+                parts = _penalty_with_eps(critic, points, fake, ones, arrangement)
+            got[f"wgan_gp_critic_loss ({arrangement})"] = parts.penalty
+        for name, value in got.items():
+            if is_bad:
+                assert torch.isnan(value), name
+            else:
+                torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12, msg=name)
+        if is_bad:
+            assert torch.isfinite(expected)  # what autograd alone gives
+
+
+def _penalty_with_eps(critic, real, fake, eps, arrangement):
+    """wgan_gp_critic_loss's parts with the interpolation weights fixed to ``eps``."""
+    from unittest import mock
+
+    with mock.patch("fastgan.penalty._uniform", lambda shape, like, generator: eps.to(like.dtype)):
+        return fastgan.wgan_gp_critic_loss(critic, real, fake, weight=1.0, center=0.0, arrangement=arrangement, return_parts=True)
+
+
+# ------------------------------------------------------------------ numeric arguments are named
+
+
+def _critic3():
+    return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LeakyReLU(0.2), torch.nn.Linear(4, 1)).double()
+
+
+_X = torch.ones(4, 3, dtype=torch.float64)
+
+#: Every numeric argument of the public ops in fastgan/*.py and fastgan/nn/:
+#: (the call with the argument set to ``bad``, the argument's name).
+NUMERIC_ARGUMENTS = {
+    "penalty_from_gradients(center)": (lambda b: fastgan.penalty_from_gradients(_X, center=b), "center"),
+    "gradient_penalty(weight)": (lambda b: fastgan.gradient_penalty(_critic3(), _X, _X, weight=b), "weight"),
+    "gradient_penalty(center)": (lambda b: fastgan.gradient_penalty(_critic3(), _X, _X, center=b), "center"),
+    "gradient_penalty(dragan_scale)": (
+        lambda b: fastgan.gradient_penalty(_critic3(), _X, mode="dragan", dragan_scale=b), "dragan_scale"),
+    "wgan_gp_critic_loss(weight)": (lambda b: fastgan.wgan_gp_critic_loss(_critic3(), _X, _X, weight=b), "weight"),
+    "wgan_gp_critic_loss(center)": (lambda b: fastgan.wgan_gp_critic_loss(_critic3(), _X, _X, center=b), "center"),
+    "wgan_gp_critic_loss(penalty_every)": (
+        lambda b: fastgan.wgan_gp_critic_loss(_critic3(), _X, _X, penalty_every=b), "penalty_every"),
+    "wgan_gp_critic_loss(step)": (lambda b: fastgan.wgan_gp_critic_loss(_critic3(), _X, _X, step=b), "step"),
+    "mlp_critic_penalty(center)": (lambda b: fastgan.mlp_critic_penalty(_critic3(), _X, _X, _X, center=b), "center"),
+    "clip_parameters_(clip_value)": (lambda b: fastgan.clip_parameters_(torch.nn.Linear(3, 3), b), "clip_value"),
+    "bias_act(alpha)": (lambda b: fastgan.nn.functional.bias_act(_X, None, "lrelu", alpha=b), "alpha"),
+    "bias_act(gain)": (lambda b: fastgan.nn.functional.bias_act(_X, None, "lrelu", gain=b), "gain"),
+    "bias_act(dim)": (lambda b: fastgan.nn.functional.bias_act(_X, torch.zeros(3, dtype=torch.float64), dim=b), "dim"),
+    "BiasAct(channels)": (lambda b: fastgan.nn.BiasAct("lrelu", b), "channels"),
+    "BiasAct(alpha)": (lambda b: fastgan.nn.BiasAct("lrelu", 3, alpha=b), "alpha"),
+    "BiasAct(gain)": (lambda b: fastgan.nn.BiasAct("lrelu", 3, gain=b), "gain"),
+    "BiasAct(dim)": (lambda b: fastgan.nn.BiasAct("lrelu", 3, dim=b), "dim"),
+    "BiasAct(bias_init)": (lambda b: fastgan.nn.BiasAct("lrelu", 3, bias_init=b), "bias_init"),
+    "FusedLeakyReLU(channels)": (lambda b: fastgan.nn.FusedLeakyReLU(b), "channels"),
+    "FusedLeakyReLU(negative_slope)": (lambda b: fastgan.nn.FusedLeakyReLU(3, negative_slope=b), "negative_slope"),
+    "FusedLeakyReLU(scale)": (lambda b: fastgan.nn.FusedLeakyReLU(3, scale=b), "scale"),
+    "spectral_norm(n_power_iterations)": (
+        lambda b: fastgan.nn.spectral_norm(torch.nn.Linear(3, 3), n_power_iterations=b), "n_power_iterations"),
+    "spectral_norm(eps)": (lambda b: fastgan.nn.spectral_norm(torch.nn.Linear(3, 3), eps=b), "eps"),
+    "spectral_norm_all(eps)": (lambda b: fastgan.nn.spectral_norm_all(_critic3(), eps=b), "eps"),
+    "kl(dim)": (lambda b: fastgan.divergences.kl(torch.full((3,), 1 / 3), torch.full((3,), 1 / 3), dim=b), "dim"),
+    "lsgan(a)": (lambda b: fastgan.losses.get("lsgan", a=b), "a"),
+}
+
+
+@pytest.mark.parametrize("bad", ["1", "x", [1.0], complex(1, 1), torch.ones(2)], ids=repr)
+@pytest.mark.parametrize("call", list(NUMERIC_ARGUMENTS))
+def test_a_numeric_argument_of_the_wrong_type_is_named(call, bad):
+    fn, name = NUMERIC_ARGUMENTS[call]
+    with pytest.raises(TypeError, match=f"`{name}` must be"):
+        fn(bad)
+
+
+@pytest.mark.parametrize("call", [c for c in NUMERIC_ARGUMENTS if c.split("(")[1][:-1] in ("center", "alpha", "gain", "scale", "negative_slope", "bias_init", "weight", "clip_value", "a")])
+def test_a_non_finite_real_argument_is_named(call):
+    fn, name = NUMERIC_ARGUMENTS[call]
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match=f"`{name}` must be"):
+            fn(bad)
+
+
+def test_center_none_takes_the_default_where_documented_and_is_named_elsewhere():
+    x = torch.randn(4, 3, dtype=torch.float64)
+    critic = _critic3()
+    # gradient_penalty: None is the mode's default center (1 for interpolates).
+    g = torch.Generator().manual_seed(0)
+    assert fastgan.gradient_penalty(critic, x, x, center=None, generator=g).equal(
+        fastgan.gradient_penalty(critic, x, x, center=1.0, generator=torch.Generator().manual_seed(0)))
+    for fn in (lambda: fastgan.penalty_from_gradients(x, center=None), lambda: fastgan.mlp_critic_penalty(critic, x, x, x, center=None)):
+        with pytest.raises(TypeError, match="`center` must be a real number, got NoneType"):
+            fn()
+
+
+# ------------------------------------------------------------------ spectral_norm_all and devices
+
+
+@pytest.mark.parametrize("first", ["linear", "conv"])
+def test_spectral_norm_all_names_the_devices_of_a_meta_input(first, generator):
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+    if first == "linear":
+        model, shape = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 1)), (2, 3)
+    else:
+        model, shape = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(2, 1)), (2, 1, 3, 3)
+    fastgan.nn.spectral_norm_all(model).eval()
+    x = torch.randn(shape, generator=generator)
+    before = model(x)
+    with pytest.raises(ValueError, match="`input` on meta, `weight` on cpu"):
+        model(torch.empty(shape, device="meta"))
+    # The failed call leaves nothing behind: the next one gives the same numbers.
+    assert all(m.parametrizations.weight[0]._group_state is None for m in model if hasattr(m, "parametrizations"))
+    assert model(x).equal(before)
+
+
 # ------------------------------------------------------------------ Wasserstein distances at any scale
 
 

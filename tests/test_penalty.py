@@ -572,3 +572,71 @@ def test_mlp_critic_penalty_opcheck(generator):
         torch.ops.fastgan.mlp_critic_penalty.default,
         (x, x + 1, x - 1, layers.weights, layers.biases, layers.alphas, 1.0, False),
     )
+
+
+# ------------------------------------------------------------------ arrangements under spectral norm
+
+
+def _power_rounds(w: torch.Tensor, u: torch.Tensor, v: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """k steps of the power iteration, written out: u <- Wv/|Wv|, v <- W^T u/|W^T u|."""
+    for _ in range(k):
+        u = w @ v
+        u = u / u.norm()
+        v = w.T @ u
+        v = v / v.norm()
+    return u, v
+
+
+def _normalised_mlp(weights, biases, slopes, uvs, x):
+    """The MLP with each W / (u^T W v), u and v constants of the gradient."""
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        u, v = uvs[i]
+        x = x @ (w / (u @ w @ v)).T + b
+        if i < len(slopes):
+            x = torch.nn.functional.leaky_relu(x, slopes[i])
+    return x.reshape(-1)
+
+
+# Power-iteration rounds behind D(real), D(fake) and D(x_hat) in one critic step.
+ROUNDS = {"separate": (1, 2, 3), "pair": (1, 1, 2), "joint": (1, 1, 1), "fused": (1, 1, 1)}
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("arrangement", list(ROUNDS))
+def test_arrangements_under_spectral_norm_run_the_documented_rounds(arrangement, training, generator):
+    """Each critic call runs one power-iteration round (training mode) and uses its sigma;
+    in evaluation mode no round runs and every arrangement gives the same numbers."""
+    seed = seeded(generator)
+    critic = fastgan.nn.spectral_norm_all(piecewise_linear_mlp(2, "lrelu", flat=True)).train(training)
+    norms = [m.parametrizations.weight[0] for m in critic if isinstance(m, nn.Linear)]
+    for sn in norms:  # far from converged, so that every round shows
+        sn._u.copy_(torch.nn.functional.normalize(rand(sn._u.shape, generator), dim=0))
+        sn._v.copy_(torch.nn.functional.normalize(rand(sn._v.shape, generator), dim=0))
+    linears = [m for m in critic if isinstance(m, nn.Linear)]
+    weights = [m.parametrizations.weight.original.detach().clone().requires_grad_() for m in linears]
+    biases = [m.bias.detach().clone().requires_grad_() for m in linears]
+    start = [(sn._u.clone(), sn._v.clone()) for sn in norms]
+    slopes = [m.negative_slope for m in critic if isinstance(m, nn.LeakyReLU)]
+    real, fake = rand((6, 3), generator), rand((6, 3), generator)
+
+    loss = fastgan.wgan_gp_critic_loss(critic, real, fake, arrangement=arrangement, generator=torch.Generator().manual_seed(seed))
+    loss.backward()
+
+    rounds = ROUNDS[arrangement] if training else (0, 0, 0)
+    uvs = [[_power_rounds(w.detach(), u, v, k) for w, (u, v) in zip(weights, start)] for k in rounds]
+    eps = torch.rand(6, generator=torch.Generator().manual_seed(seed)).double()[:, None]
+    x_hat = (eps * real + (1 - eps) * fake).requires_grad_()
+    d_hat = _normalised_mlp(weights, biases, slopes, uvs[2], x_hat)
+    (g,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
+    d_real = _normalised_mlp(weights, biases, slopes, uvs[0], real)
+    d_fake = _normalised_mlp(weights, biases, slopes, uvs[1], fake)
+    expected = 10 * (g.norm(dim=1) - 1).square().mean() - (d_real.mean() - d_fake.mean())
+    expected.backward()
+
+    torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-12, atol=1e-12)
+    for ours, theirs in zip(linears, zip(weights, biases)):
+        torch.testing.assert_close(ours.parametrizations.weight.original.grad, theirs[0].grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(ours.bias.grad, theirs[1].grad, rtol=1e-10, atol=1e-12)
+    for sn, (u, v) in zip(norms, uvs[2]):  # the buffers after the last call's rounds
+        torch.testing.assert_close(sn._u, u, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(sn._v, v, rtol=1e-12, atol=1e-12)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_dense, check_same_device
+from fastgan._tensors import check_dense, check_same_device, integer, optional_real
 
 __all__ = ["ACTIVATIONS", "bias_act"]
 
@@ -58,13 +58,9 @@ def resolve(act: str, alpha: float | None, gain: float | None) -> tuple[float, f
     spec = ACTIVATIONS.get(act)
     if spec is None:
         raise ValueError(f"unknown activation `act`={act!r}; expected one of {list(ACTIVATIONS)}")
-    alpha = spec.alpha if alpha is None else float(alpha)
-    gain = spec.gain if gain is None else float(gain)
-    if not math.isfinite(alpha):
-        raise ValueError(f"`alpha` must be finite, got {alpha}")
-    if not math.isfinite(gain):
-        raise ValueError(f"`gain` must be finite, got {gain}")
-    return alpha, gain
+    alpha = optional_real(alpha, "alpha")
+    gain = optional_real(gain, "gain")
+    return spec.alpha if alpha is None else alpha, spec.gain if gain is None else gain
 
 
 def bias_act(
@@ -109,7 +105,8 @@ def bias_act(
     Raises:
         ValueError: unknown ``act``, non-finite ``alpha`` / ``gain``, a bias
             of the wrong length, or an unknown ``backend``.
-        TypeError: ``x`` or ``bias`` of an unsupported dtype.
+        TypeError: ``x`` or ``bias`` of an unsupported dtype, ``alpha`` /
+            ``gain`` not a real number (or None), ``dim`` not an int.
     """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"`x` must be a Tensor, got {type(x).__name__}")
@@ -121,6 +118,7 @@ def bias_act(
     if bias is not None:
         check_same_device({"x": x, "bias": bias}, "bias_act")
     alpha, gain = resolve(act, alpha, gain)
+    dim = integer(dim, "dim")
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference" or (backend == "auto" and x.device.type == "cuda"):

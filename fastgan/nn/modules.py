@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from fastgan._tensors import integer, positive_int, real_number
 from fastgan.nn.functional import BACKENDS, bias_act, resolve
 
 __all__ = ["BiasAct", "Flat", "FusedLeakyReLU", "fuse_activations_"]
@@ -48,11 +49,12 @@ class BiasAct(nn.Module):
         self.backend = backend
         self.act = act
         self.alpha, self.gain = resolve(act, alpha, gain)
-        self.dim = dim
+        self.dim = integer(dim, "dim")
         if channels is None:
             self.register_parameter("bias", None)
         else:
-            self.bias = nn.Parameter(torch.full((channels,), float(bias_init)))
+            channels = positive_int(channels, "channels", minimum=0)
+            self.bias = nn.Parameter(torch.full((channels,), real_number(bias_init, "bias_init")))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return bias_act(x, self.bias, self.act, self.alpha, self.gain, self.dim, backend=getattr(self, "backend", "auto"))
@@ -76,6 +78,8 @@ class FusedLeakyReLU(BiasAct):
         negative_slope: float = 0.2,
         scale: float = math.sqrt(2),
     ) -> None:
+        channels = positive_int(channels, "channels", minimum=0)
+        negative_slope, scale = real_number(negative_slope, "negative_slope"), real_number(scale, "scale")
         super().__init__("lrelu", channels if bias else None, alpha=negative_slope, gain=scale)
 
 

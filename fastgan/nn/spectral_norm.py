@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-
-import numbers
 from collections.abc import Iterable
 
 import torch
@@ -44,6 +42,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from fastgan import _library
+from fastgan._tensors import check_same_device, spectral_norm_args as _check_args
 
 __all__ = ["SpectralNorm", "SpectralNormGroup", "eligible_layers", "spectral_norm", "spectral_norm_all"]
 
@@ -62,8 +61,6 @@ ELIGIBLE_TYPES: tuple[type[nn.Module], ...] = (
     nn.Embedding,
 )
 
-_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
-
 _power_iteration = None
 _scale = None
 _linear = None
@@ -71,35 +68,6 @@ if _library.LOADED:
     _power_iteration = torch.ops.fastgan.spectral_norm_power_iteration.default
     _scale = torch.ops.fastgan.spectral_norm_scale.default
     _linear = torch.ops.fastgan.spectral_norm_linear.default
-
-
-def _check_args(module: object, name: str, n_power_iterations: object, eps: object, dim: object):
-    """The weight and the checked arguments, or a clear error naming the bad one."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"`module` must be an nn.Module, got {type(module).__name__}")
-    if not isinstance(name, str):
-        raise TypeError(f"`name` must be a str, got {type(name).__name__}")
-    weight = getattr(module, name, None)
-    if not isinstance(weight, torch.Tensor):
-        raise ValueError(f"`module` ({type(module).__name__}) has no parameter or buffer named {name!r}")
-    if not (weight.is_floating_point() or weight.is_complex()):
-        raise TypeError(f"`module`.{name} has dtype {weight.dtype}; expected a floating-point or complex tensor")
-    if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, numbers.Integral):
-        raise TypeError(f"`n_power_iterations` must be an int, got {type(n_power_iterations).__name__}")
-    if n_power_iterations < 1:
-        raise ValueError(f"`n_power_iterations` must be >= 1, got {n_power_iterations}")
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
-        raise TypeError(f"`eps` must be a real number, got {type(eps).__name__}")
-    if not eps > 0:
-        raise ValueError(f"`eps` must be > 0, got {eps}")
-    if dim is None:
-        dim = 1 if isinstance(module, _TRANSPOSED) else 0
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-        raise TypeError(f"`dim` must be an int or None, got {type(dim).__name__}")
-    ndim = max(weight.ndim, 1)
-    if not -ndim <= dim < ndim:
-        raise IndexError(f"`dim` = {dim} is out of range for `module`.{name} of shape {tuple(weight.shape)}")
-    return weight, int(n_power_iterations), float(eps), int(dim) % ndim
 
 
 class SpectralNorm(nn.Module):
@@ -281,15 +249,21 @@ def _normalized_linear(layer: nn.Linear, input: torch.Tensor) -> torch.Tensor:
     plus a rank-one correction in place. Elsewhere (the layer called on its
     own, under autocast, or its parametrization changed or removed) it is
     ``F.linear(input, layer.weight, layer.bias)``, through the parametrization.
+    An input on another device than the weight (a meta input to a CPU model)
+    is a ValueError naming both devices.
     """
     plists = layer._modules.get("parametrizations")
     plist = plists._modules.get("weight") if plists is not None else None
     if plist is not None and len(plist) == 1:
         sn = plist._modules["0"]
         cached = getattr(sn, "_group_state", None)
-        if cached is not None and not torch.is_autocast_enabled(input.device.type):
-            state, index, offset = cached
-            return _linear(input, plist._parameters["original"], layer.bias, state, index, offset)
+        if cached is not None:
+            weight = plist._parameters["original"]
+            if input.device != weight.device:
+                check_same_device({"input": input, "weight": weight}, "a Linear layer under spectral_norm_all")
+            if not torch.is_autocast_enabled(input.device.type):
+                state, index, offset = cached
+                return _linear(input, weight, layer.bias, state, index, offset)
     return F.linear(input, layer.weight, layer.bias)
 
 

@@ -15,6 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from fastgan._tensors import spectral_norm_args
+
+#: The layer types :func:`spectral_norm_all` normalises: every convolution
+#: (``_ConvNd`` covers Conv1d/2d/3d and ConvTranspose1d/2d/3d), Linear,
+#: Bilinear and Embedding.
+NORMALISED_TYPES = (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.Embedding)
+
 
 def weight_matrix(weight: torch.Tensor, dim: int) -> torch.Tensor:
     """``weight`` as the matrix whose rows run along ``dim`` (a view when possible)."""
@@ -81,9 +88,7 @@ def spectral_norm(
     dim: int | None = None,
 ) -> nn.Module:
     """:func:`fastgan.nn.spectral_norm` in torch ops (same arguments, buffers and numbers)."""
-    from fastgan.nn.spectral_norm import _check_args
-
-    weight, n_power_iterations, eps, dim = _check_args(module, name, n_power_iterations, eps, dim)
+    weight, n_power_iterations, eps, dim = spectral_norm_args(module, name, n_power_iterations, eps, dim)
     parametrize.register_parametrization(
         module, name, ReferenceSpectralNorm(weight, n_power_iterations, dim, eps)
     )
@@ -97,9 +102,25 @@ def spectral_norm_all(
     eps: float = 1e-12,
     dim: int | None = None,
 ) -> nn.Module:
-    """:func:`fastgan.nn.spectral_norm_all` in torch ops: one parametrization per eligible layer."""
-    from fastgan.nn.spectral_norm import eligible_layers
+    """:func:`fastgan.nn.spectral_norm_all` in torch ops: one parametrization per layer.
 
-    for layer in eligible_layers(model, name):
+    The layers: every submodule of ``model`` (itself included) of
+    :data:`NORMALISED_TYPES` whose ``name`` is a real floating-point tensor of
+    2 or more dimensions, not parametrized yet; nothing is batched.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"`model` must be an nn.Module, got {type(model).__name__}")
+    layers = [
+        m
+        for m in model.modules()
+        if isinstance(m, NORMALISED_TYPES)
+        and not parametrize.is_parametrized(m, name)
+        and isinstance(getattr(m, name, None), torch.Tensor)
+        and getattr(m, name).is_floating_point()
+        and getattr(m, name).dim() >= 2
+    ]
+    if not layers:
+        raise ValueError(f"`model` has no layer with a parameter {name!r} to normalise")
+    for layer in layers:
         spectral_norm(layer, name, n_power_iterations, eps, dim)
     return model

@@ -8,6 +8,7 @@ interpreter, which must be switched on before any kernel module is imported.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 
@@ -21,6 +22,14 @@ import pytest  # noqa: E402
 from fastgan import _library  # noqa: E402
 
 HAS_CUDA = torch.cuda.is_available()
+
+#: The peer libraries the conformance tests run next to fastgan, at the
+#: versions whose defaults and messages they are written against (pinned in
+#: pyproject.toml's ``test`` extra and scripts/setup-env.sh).
+PEERS = {"ot": "0.9.7.post1", "scipy": "1.17.1", "geomloss": "0.3.1"}
+#: FASTGAN_REQUIRE_PEERS=1 (set by CI): a test or module that skips because a
+#: module cannot be imported fails instead, and so does a peer at another version.
+REQUIRE_PEERS = os.environ.get("FASTGAN_REQUIRE_PEERS") == "1"
 HAS_TRITON = importlib.util.find_spec("triton") is not None
 TRITON_ON_CPU = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -36,6 +45,44 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     missing = [op for op, devices in _library.compiled_ops().items() if "cpu" not in devices]
     if missing:
         pytest.exit(f"fastgan ops without a compiled CPU kernel: {missing}", returncode=1)
+    if REQUIRE_PEERS:
+        wrong = []
+        for module, version in PEERS.items():
+            try:
+                found = importlib.import_module(module).__version__
+            except ImportError as err:
+                found = f"not importable ({err})"
+            if found != version:
+                wrong.append(f"{module}: {found}, expected {version}")
+        if wrong:
+            pytest.exit(f"FASTGAN_REQUIRE_PEERS=1 and the conformance peers differ: {wrong}", returncode=1)
+
+
+def _import_skip(report) -> str | None:
+    """The reason of a skip that pytest.importorskip raised, else None."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return None
+    reason = str(report.longrepr[2])
+    return reason if "could not import" in reason else None
+
+
+def _fail_import_skip(report, where: str) -> None:
+    reason = _import_skip(report) if REQUIRE_PEERS else None
+    if reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"{where} skipped ({reason}), and FASTGAN_REQUIRE_PEERS=1 requires it to run"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_import_skip(outcome.get_result(), collector.nodeid)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_import_skip(outcome.get_result(), item.nodeid)
 
 
 @pytest.fixture(

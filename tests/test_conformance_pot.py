@@ -124,15 +124,21 @@ def test_keyword_names(rng):
     np.testing.assert_allclose(ours, theirs, rtol=1e-10)
     assert olog["niter"] == tlog["niter"]
     kw = dict(numItermax=10**6, log=True, numThreads=2, check_marginals=True)
-    (ours, olog), (theirs, tlog) = fot.emd(a, b, M, **kw), ot.emd(a, b, M, **kw)
+    with pytest.warns(DeprecationWarning, match="numThreads"):
+        ours, olog = fot.emd(a, b, M, **kw)
+    with pytest.warns(DeprecationWarning, match="numThreads"):
+        theirs, tlog = ot.emd(a, b, M, **kw)
     np.testing.assert_allclose(ours, theirs, atol=1e-14)
-    ours, olog = fot.emd2(a, b, M, processes=1, log=True, return_matrix=True, numThreads="max")
-    theirs, tlog = ot.emd2(a, b, M, processes=1, log=True, return_matrix=True, numThreads="max")
+    with pytest.warns(DeprecationWarning, match="numThreads"):
+        ours, olog = fot.emd2(a, b, M, processes=1, log=True, return_matrix=True, numThreads="max")
+    with pytest.warns(DeprecationWarning, match="numThreads"):
+        theirs, tlog = ot.emd2(a, b, M, processes=1, log=True, return_matrix=True, numThreads="max")
     np.testing.assert_allclose(olog["G"], tlog["G"], atol=1e-14)
 
 
 def test_sinkhorn_methods(rng):
-    """'sinkhorn' and 'sinkhorn_log' run POT's iteration and stopping rule; the others are refused by name."""
+    """'sinkhorn' and 'sinkhorn_log' run POT's iteration and stopping rule; the stabilised,
+    epsilon-scaling and greenkhorn methods give POT's converged plan; screenkhorn is refused by name."""
     n, m = rng.integers(3, 12, size=2)
     a, b, M = problem(rng, n, m)
     for method in ("sinkhorn", "sinkhorn_log"):
@@ -140,9 +146,24 @@ def test_sinkhorn_methods(rng):
         theirs, tlog = ot.sinkhorn(a, b, M, 0.3, method=method, log=True)
         np.testing.assert_allclose(ours, theirs, rtol=1e-8, atol=1e-15)
         assert olog["niter"] == tlog["niter"]
-    for method in ("sinkhorn_stabilized", "sinkhorn_epsilon_scaling", "greenkhorn", "screenkhorn"):
-        with pytest.raises(NotImplementedError, match="sinkhorn_log"):
-            fot.sinkhorn2(a, b, M, 0.3, method=method)
+    # POT's other solvers of the same problem: fastgan runs the log-domain
+    # solver to the call's stopThr and says so; the plans agree to the
+    # tolerance both reach (POT's greenkhorn stops on the L1 error of both marginals).
+    reference, _ = ot.sinkhorn(a, b, M, 0.3, method="sinkhorn_log", stopThr=1e-13, numItermax=10**5, log=True)
+    for method, kw in (
+        ("sinkhorn_stabilized", dict(tau=1e3)),
+        ("sinkhorn_epsilon_scaling", dict(epsilon0=1e4, numInnerItermax=50)),
+        ("greenkhorn", {}),
+    ):
+        ours, olog = fot.sinkhorn(a, b, M, 0.3, method=method, stopThr=1e-12, numItermax=10**5, log=True, **kw)
+        theirs = ot.sinkhorn(a, b, M, 0.3, method=method, stopThr=1e-12, numItermax=10**5, **kw)
+        assert olog["solver"] == "sinkhorn_log" and bool(olog["converged"])
+        np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+    with pytest.raises(TypeError, match="tau"):
+        fot.sinkhorn(a, b, M, 0.3, method="greenkhorn", tau=1.0)
+    with pytest.raises(NotImplementedError, match="sinkhorn_log"):
+        fot.sinkhorn2(a, b, M, 0.3, method="screenkhorn")
     with pytest.raises(ValueError, match="method"):
         fot.sinkhorn(a, b, M, 0.3, method="no_such_method")
 
@@ -253,13 +274,52 @@ def test_unequal_masses_raise_pots_assertion(rng):
     )
 
 
-def test_reg_zero_and_sparse_costs_are_refused(rng):
-    """Deliberately not POT: reg=0 (POT returns a zero plan with a warning) and sparse M are refused."""
+def test_reg_zero_is_refused(rng):
+    """Deliberately not POT: reg=0 (POT returns a NaN or zero plan with a warning) is an error naming reg."""
     a, b, M = problem(rng, 4, 5)
     with pytest.raises(ValueError, match="reg"):
         fot.sinkhorn(a, b, M, 0.0)
-    with pytest.raises(TypeError, match="sparse"):
-        fot.emd(a, b, scipy_sparse.csr_matrix(M))
+
+
+def sparse_problem(rng, n, m, k=2):
+    """A random cost with k edges per row and per column (feasible for any weights
+    only by chance, always for uniform ones), as SciPy COO, and its mask."""
+    M = rng.random((n, m))
+    mask = np.zeros((n, m), dtype=bool)
+    for i in range(n):
+        mask[i, rng.choice(m, k, replace=False)] = True
+    for j in range(m):
+        mask[rng.choice(n, k, replace=False), j] = True
+    return scipy_sparse.coo_array(M * mask), mask
+
+
+def test_sparse_costs_match_pot(rng):
+    """A sparse M's missing entries are absent edges: the same cost and plan as POT's sparse solver."""
+    n, m = (int(v) for v in rng.integers(20, 60, size=2))
+    Ms, mask = sparse_problem(rng, n, m)
+    a, b = np.full(n, 1 / n), np.full(m, 1 / m)
+    G, log = fot.emd(a, b, Ms, log=True)
+    G_pot, log_pot = ot.emd(a, b, Ms, log=True)
+    assert scipy_sparse.issparse(G)
+    np.testing.assert_allclose(log["cost"], log_pot["cost"], rtol=1e-12)
+    dense = G.toarray()
+    assert not dense[~mask].any()
+    np.testing.assert_allclose(dense.sum(1), a, atol=1e-15)
+    np.testing.assert_allclose(dense.sum(0), b, atol=1e-15)
+    np.testing.assert_allclose(fot.emd2(a, b, Ms), ot.emd2(a, b, Ms), rtol=1e-12)
+    # torch sparse: the gradient of the cost is the plan on M's entries
+    Mt = torch.sparse_coo_tensor(np.vstack([Ms.row, Ms.col]), Ms.data, (n, m)).coalesce().requires_grad_()
+    cost = fot.emd2(torch.tensor(a), torch.tensor(b), Mt)
+    cost.backward()
+    plan = fot.emd(torch.tensor(a), torch.tensor(b), Mt.detach())
+    assert plan.layout == torch.sparse_coo
+    idx = Mt.grad.coalesce().indices()
+    np.testing.assert_allclose(Mt.grad.coalesce().values(), plan.to_dense()[idx[0], idx[1]], atol=1e-15)
+    np.testing.assert_allclose(float(cost), log_pot["cost"], rtol=1e-12)
+    # no plan avoids the absent edges: an error, not a plan on them
+    one_edge = scipy_sparse.coo_array((np.ones(1), ([0], [0])), shape=(2, 2))
+    with pytest.raises(ValueError, match="infeasible"):
+        fot.emd2(np.full(2, 0.5), np.full(2, 0.5), one_edge)
 
 
 def test_sinkhorn2_gradients_match_pots_torch_backend(rng):
@@ -280,3 +340,56 @@ def test_sinkhorn2_gradients_match_pots_torch_backend(rng):
         results.append((cost.detach(), M.grad, a.grad - a.grad.mean(), b.grad - b.grad.mean(), x.grad))
     for ours, theirs in zip(*results):
         torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=1e-9)
+
+
+def test_several_targets_wrong_lengths_plans_and_scaler(rng):
+    """emd2 with b (m, k) and a log: POT's list of [cost, log]; a weight of the wrong
+    length: POT's AssertionError (and a ValueError); wasserstein_1d's plans and the
+    sliced scaler as POT's."""
+    n, m, k = (int(v) for v in rng.integers(3, 12, size=3))
+    a, _, M = problem(rng, n, m)
+    b = rng.random((m, k)) + 0.1
+    b /= b.sum(0)
+    ours = fot.emd2(a, b, M, log=True, return_matrix=True)
+    theirs = ot.emd2(a, b, M, log=True, return_matrix=True)
+    assert len(ours) == len(theirs) == k
+    for (c1, l1), (c2, l2) in zip(ours, theirs):
+        np.testing.assert_allclose(c1, c2, rtol=1e-12)
+        np.testing.assert_allclose(l1["G"] * M, l2["G"] * M, atol=1e-14)
+    for lib in (fot, ot):
+        with pytest.raises(AssertionError):
+            lib.emd(np.full(n + 1, 1 / (n + 1)), None, M)
+    with pytest.raises(ValueError, match="`a` must have shape"):
+        fot.emd2(np.full(n + 1, 1 / (n + 1)), None, M)
+    # the monotone plans of 1-D problems
+    x, y = rng.normal(size=(n, 2)), rng.normal(size=(m, 2))
+    wa, wb = rng.random((n, 2)) + 0.1, rng.random((m, 2)) + 0.1
+    wa, wb = wa / wa.sum(0), wb / wb.sum(0)
+    for mode in (True, "coo_tuple"):
+        c1, p1 = fot.wasserstein_1d(x, y, wa, wb, p=2, return_plans=mode)
+        c2, p2 = ot.wasserstein_1d(x, y, wa, wb, p=2, return_plans=mode)
+        np.testing.assert_allclose(c1, c2, rtol=1e-12)
+        for q1, q2, col in zip(p1, p2, range(2)):
+            if mode is True:
+                d1, d2 = q1.toarray(), q2.toarray()
+            else:
+                d1 = scipy_sparse.coo_array((q1.data, (q1.rows, q1.cols)), shape=(n, m)).toarray()
+                d2 = scipy_sparse.coo_array((q2.data, (q2.rows, q2.cols)), shape=(n, m)).toarray()
+            np.testing.assert_allclose(d1, d2, atol=1e-15)
+            exact = ot.emd(wa[:, col].copy(), wb[:, col].copy(), ot.dist(x[:, col:col + 1], y[:, col:col + 1]))
+            np.testing.assert_allclose(d1, exact, atol=1e-12)
+    # a scaler fitted on numpy arrays sees the numpy arrays
+    X_s, X_t = rng.normal(size=(n, 3)) * 100, rng.normal(size=(m, 3))
+    P = ot.sliced.get_random_projections(3, 20, seed=0)
+    scaler = ot.utils.DataScaler(norm="standard").fit([X_s, X_t])
+    np.testing.assert_allclose(
+        fot.sliced_wasserstein_distance(X_s, X_t, projections=P, scaler=scaler),
+        ot.sliced_wasserstein_distance(X_s, X_t, projections=P, scaler=scaler),
+        rtol=1e-12,
+    )
+    with pytest.raises(ValueError, match="scaler must be"):
+        fot.sliced_wasserstein_distance(X_s, X_t, scaler=42)
+    with pytest.raises(TypeError, match="scaler"):
+        fot.sliced_wasserstein_distance(X_s, X_t, scaler=42)
+    np.testing.assert_allclose(fot.sinkhorn_log(a, np.full(m, 1 / m), M, 0.5),
+                               ot.bregman.sinkhorn_log(a, np.full(m, 1 / m), M, 0.5), rtol=1e-8, atol=1e-15)

@@ -413,7 +413,7 @@ def test_bad_input_sinkhorn(generator):
     with pytest.raises(TypeError, match="`a` must have the dtype"):
         sinkhorn2(a.float(), b, M, 0.1)
     with pytest.raises(ValueError, match="`method`"):
-        sinkhorn2(a, b, M, 0.1, method="greenkhorn")
+        sinkhorn2(a, b, M, 0.1, method="screenkhorn")
     with pytest.raises(ValueError, match="`max_iter`"):
         sinkhorn2(a, b, M, 0.1, max_iter=0)
 

@@ -18,6 +18,7 @@ import functools
 import inspect
 import numbers
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar, Union
 
@@ -27,6 +28,7 @@ import torch
 __all__ = [
     "ArrayLike",
     "ConvergenceWarning",
+    "ShapeMismatchError",
     "UnequalMassError",
     "UnsupportedMethodError",
     "array_io",
@@ -64,6 +66,14 @@ class UnequalMassError(ValueError, AssertionError):
 
     A ``ValueError`` for fastgan's callers and an ``AssertionError`` for code
     written against POT's ``emd``, which asserts the masses are equal.
+    """
+
+
+class ShapeMismatchError(ValueError, AssertionError):
+    """Weights whose length does not match the cost's side.
+
+    A ``ValueError`` for fastgan's callers and an ``AssertionError`` for code
+    written against POT's ``emd``, which asserts the dimensions match.
     """
 
 
@@ -120,7 +130,8 @@ def to_numpy(out: Any) -> Any:
     if isinstance(out, list):
         return [to_numpy(v) for v in out]
     if isinstance(out, tuple):
-        return tuple(to_numpy(v) for v in out)
+        values = (to_numpy(v) for v in out)
+        return type(out)(*values) if hasattr(out, "_fields") else tuple(values)
     return out
 
 
@@ -171,8 +182,16 @@ def array_io(*names: str) -> Callable[[F], F]:
 
 
 def check_threads(numThreads: object) -> None:
-    """POT's ``numThreads``: a positive int or ``"max"`` (fastgan uses torch's thread pool either way)."""
-    if numThreads == "max":
-        return
-    if isinstance(numThreads, bool) or not isinstance(numThreads, numbers.Integral) or numThreads < 1:
+    """POT's ``numThreads``: a positive int or ``"max"``. fastgan uses torch's thread
+    pool either way; any value but 1 gives POT 0.9.7's DeprecationWarning."""
+    if numThreads != "max" and (
+        isinstance(numThreads, bool) or not isinstance(numThreads, numbers.Integral) or numThreads < 1
+    ):
         raise ValueError(f"`numThreads` must be a positive int or 'max', got {numThreads!r}")
+    if numThreads != 1:
+        warnings.warn(
+            "The 'numThreads' parameter is deprecated (as in POT 0.9.7) and ignored: "
+            "fastgan's solvers use torch's thread pool (torch.set_num_threads)",
+            DeprecationWarning,
+            stacklevel=external_stacklevel(),
+        )

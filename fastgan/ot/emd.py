@@ -38,7 +38,15 @@ from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import linear_sum_assignment
 from fastgan.ot._checks import check_clouds, float_tensor, mass_tolerance, power_of_two_scale, root
-from fastgan.ot._compat import ArrayLike, UnequalMassError, array_io, check_threads, external_stacklevel
+from fastgan.ot._compat import (
+    ArrayLike,
+    ShapeMismatchError,
+    UnequalMassError,
+    array_io,
+    check_threads,
+    external_stacklevel,
+)
+from fastgan.ot._sparse import sparse_cost
 from fastgan.ot.sinkhorn import several_histograms
 
 __all__ = ["emd", "emd2", "wasserstein"]
@@ -68,13 +76,13 @@ def _weights(w: torch.Tensor | None, name: str, batch: int | None, count: int, M
     expected = (count,) if batch is None else f"({count},) or ({batch}, {count})"
     if batch is None:
         if w.shape != (count,):
-            raise ValueError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
+            raise ShapeMismatchError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
         w = w.unsqueeze(0)
     else:
         if w.shape == (count,):
             w = w.expand(batch, count)
         elif w.shape != (batch, count):
-            raise ValueError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
+            raise ShapeMismatchError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
     w = w.to(M.dtype)
     wd = w.detach()
     if not bool(torch.isfinite(wd).all()):
@@ -277,6 +285,7 @@ def _run(a, b, M, numItermax, backend, need_plan: bool, check_marginals: bool = 
     return cost, plan, log
 
 
+@sparse_cost(returns_plan=True)
 @array_io("M", "a", "b")
 def emd(
     a: ArrayLike | None,
@@ -305,8 +314,10 @@ def emd(
             AssertionError as POT raises); b is scaled to a's mass, as POT does.
         M: cost ``(n, m)`` or ``(B, n, m)``, float32 or float64, finite.
             Weights are cast to M's dtype. numpy arrays and lists give numpy
-            results, tensors give tensors (POT's rule). Sparse matrices are
-            refused (TypeError).
+            results, tensors give tensors (POT's rule). A sparse ``M``
+            (SciPy, or torch sparse COO) lists the only edges that may carry
+            mass, as in POT; the plan then comes back sparse of the same
+            kind (see :mod:`fastgan.ot._sparse`).
         numItermax: network-simplex pivots per problem before giving up
             (POT's default); a ``UserWarning`` and result code 3 then say
             so, and the plan is the simplex's current one (mass it has not
@@ -352,6 +363,7 @@ def emd(
     return (plan, info) if log else plan
 
 
+@sparse_cost(returns_plan=False)
 @array_io("M", "a", "b")
 def emd2(
     a: ArrayLike | None,
@@ -371,9 +383,10 @@ def emd2(
     r"""Optimal transport cost :math:`\langle \Gamma^\star, M \rangle`, POT's ``ot.emd2`` (numpy or torch, batched).
 
     Arguments as :func:`emd`, in POT's order; ``processes`` is accepted and
-    unused (as in POT), ``return_matrix`` adds the plan to the log as ``G``
+    unused (as in POT), ``return_matrix`` returns the log with the plan as ``G``
     (POT's key; fastgan's log always has it as ``plan``). ``b`` of shape
-    ``(m, k)`` with a 2-D ``M`` gives k costs, as POT. Returns the cost
+    ``(m, k)`` with a 2-D ``M`` gives k costs, as POT (with a log: POT's list
+    of k ``[cost, log]`` pairs). Returns the cost
     ``()`` / ``(B,)`` in M's dtype (computed in float64), and with
     ``log=True`` the dict of :func:`emd` plus ``plan``.
 
@@ -386,14 +399,22 @@ def emd2(
     """
     _check_pot_options(center_dual, numThreads)
     positive_int(processes, "processes")
-    a, b, M, _histograms = several_histograms(a, b, M)
-    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=log, check_marginals=check_marginals)
-    if log:
-        info["plan"] = plan
-        if return_matrix:
-            info["G"] = plan
-        return cost, info
-    return cost
+    a, b, M, histograms = several_histograms(a, b, M)
+    cost, plan, info = _run(a, b, M, numItermax, backend, need_plan=log or return_matrix, check_marginals=check_marginals)
+    if not (log or return_matrix):
+        return cost
+    info["plan"] = plan
+    if return_matrix:
+        info["G"] = plan
+    if histograms is not None:
+        # POT's layout for several targets: a list of [cost, log] per histogram.
+        return [[cost[k], {key: _pick(v, k) for key, v in info.items()}] for k in range(histograms)]
+    return cost, info
+
+
+def _pick(value: Any, k: int) -> Any:
+    """Problem k of a batched log entry."""
+    return value[k] if isinstance(value, torch.Tensor) and value.dim() > 0 else value
 
 
 def _pair_costs(x, y, batch_idx, rows, cols, p: float) -> torch.Tensor:

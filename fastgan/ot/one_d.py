@@ -15,7 +15,10 @@ same walk.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import numbers
+from collections import namedtuple
 from collections.abc import Callable
 
 import numpy as np
@@ -81,7 +84,9 @@ def wasserstein_1d(
             many atoms); they need not be 1.
         p: the ground-cost exponent, >= 1.
         require_sort: accepted for POT compatibility; fastgan always sorts.
-        return_plans: only False (the plans are not returned).
+        return_plans: False; True also returns the optimal plans (a list,
+            one sparse (n, m) matrix per problem); ``"coo_tuple"`` returns
+            them as ``PlanTuple(data, rows, cols)`` (see :func:`monotone_plans`).
         backend: ``"auto"`` (fastgan's op: the C++ kernel on the CPU; on
             CUDA, torch's sort, cumsum and searchsorted kernels with the
             same gradients) or ``"reference"`` (the pure-PyTorch reference
@@ -100,8 +105,8 @@ def wasserstein_1d(
     """
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    if return_plans:
-        raise NotImplementedError("`return_plans` is not offered: fastgan.ot.wasserstein_1d returns the costs only")
+    if return_plans not in (False, True, "coo_tuple"):
+        raise ValueError(f"`return_plans` must be False, True or 'coo_tuple', got {return_plans!r}")
     p = positive(p, "p")
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
@@ -147,7 +152,47 @@ def wasserstein_1d(
             t is not None and t.requires_grad for t in (u, v, wu, wv)
         )
         cost = torch.ops.fastgan.wasserstein_1d.default(u, v, wu, wv, p, with_grad)[0]
+    if return_plans is not False:
+        return cost.reshape(batch), monotone_plans(u, v, wu, wv, coo_tuple=return_plans == "coo_tuple")
     return cost.reshape(batch)
+
+
+PlanTuple = namedtuple("PlanTuple", ["data", "rows", "cols"])
+
+
+def monotone_plans(u, v, wu, wv, *, coo_tuple: bool) -> list:
+    r"""The optimal (monotone) plans of 1-D problems u (B, n), v (B, m), as POT returns them.
+
+    Over the merged cumulative masses :math:`q_1 \le \dots \le q_{n+m}`,
+    segment k carries mass :math:`q_k - q_{k-1}` from the atom of u whose
+    cumulative mass first reaches :math:`q_k` to the same atom of v: one
+    entry per segment (some zero), indices into the unsorted inputs. A list
+    of B sparse (n, m) matrices (SciPy ``coo_array`` for numpy calls, torch
+    sparse COO for tensors), or of ``PlanTuple(data, rows, cols)``.
+    """
+    with torch.no_grad():
+        n, m = u.shape[1], v.shape[1]
+        wu = torch.full_like(u, 1.0 / n) if wu is None else wu.detach()
+        wv = torch.full_like(v, 1.0 / m) if wv is None else wv.detach()
+        order_u = torch.sort(u.detach(), dim=1, stable=True).indices
+        order_v = torch.sort(v.detach(), dim=1, stable=True).indices
+        cum_u = torch.cumsum(wu.gather(1, order_u), 1)
+        cum_v = torch.cumsum(wv.gather(1, order_v), 1)
+        qs = torch.sort(torch.cat((cum_u, cum_v), 1), 1).values
+        rows = order_u.gather(1, torch.searchsorted(cum_u, qs).clamp(max=n - 1))
+        cols = order_v.gather(1, torch.searchsorted(cum_v, qs).clamp(max=m - 1))
+        delta = torch.diff(qs, dim=1, prepend=torch.zeros_like(qs[:, :1]))
+    plans = []
+    for k in range(delta.shape[0]):
+        if coo_tuple:
+            plans.append(PlanTuple(delta[k], rows[k], cols[k]))
+        elif NUMPY_CALL.get():
+            import scipy.sparse
+
+            plans.append(scipy.sparse.coo_array((delta[k].numpy(), (rows[k].numpy(), cols[k].numpy())), shape=(n, m)))
+        else:
+            plans.append(torch.sparse_coo_tensor(torch.stack((rows[k], cols[k])), delta[k], (n, m)))
+    return plans
 
 
 def _sliced(x, y, a, b, theta, p: float, backend: str, names: tuple[str, ...]):
@@ -238,6 +283,36 @@ def _pot_projections(d: int, count: int, seed: object, like: torch.Tensor) -> to
     return theta / torch.sqrt((theta**2).sum(0, keepdim=True))
 
 
+def _scaler_first(fn: Callable) -> Callable:
+    """Applies ``scaler`` to ``X_s`` and ``X_t`` before anything else, as POT does:
+    the scaler sees the arrays as the caller passed them (a POT ``DataScaler``
+    fitted on numpy arrays takes numpy arrays)."""
+    signature = inspect.signature(fn)
+
+    @functools.wraps(fn)
+    def inner(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        scaler = bound.arguments.get("scaler")
+        if scaler is not None:
+            transform = scaler.transform if hasattr(scaler, "transform") else scaler
+            if not callable(transform):
+                raise ScalerError(
+                    "scaler must be None, a callable or an object with .transform "
+                    f"(the `scaler` argument), got {type(scaler).__name__}"
+                )
+            bound.arguments["X_s"] = transform(bound.arguments["X_s"])
+            bound.arguments["X_t"] = transform(bound.arguments["X_t"])
+            bound.arguments["scaler"] = None
+        return fn(*bound.args, **bound.kwargs)
+
+    return inner
+
+
+class ScalerError(TypeError, ValueError):
+    """A ``scaler`` that is neither callable nor has ``.transform`` (POT raises ValueError)."""
+
+
+@_scaler_first
 @array_io("X_s", "X_t", "a", "b", "projections")
 def sliced_wasserstein_distance(
     X_s: ArrayLike,
@@ -270,18 +345,14 @@ def sliced_wasserstein_distance(
             used as it is): the same directions as POT draws for the same seed.
         log: also return ``{"projections": (d, P), "projected_emds": (..., P)}``.
         scaler: None, an object with ``.transform`` or a callable, applied to
-            both clouds first (POT's preprocessing).
+            both clouds first, as they were passed (POT's preprocessing);
+            anything else is a TypeError that is also POT's ValueError.
         backend: as in :func:`wasserstein_1d`.
 
     Returns:
         ``()`` (or ``(B,)``), and the log. Differentiable once with respect
         to the points and weights.
     """
-    if scaler is not None:
-        transform = scaler.transform if hasattr(scaler, "transform") else scaler
-        if not callable(transform):
-            raise TypeError(f"`scaler` must be callable or have .transform, got {type(scaler).__name__}")
-        X_s, X_t = transform(X_s), transform(X_t)
     check_clouds(X_s, X_t, ("X_s", "X_t"))
     if projections is None:
         n_projections = positive_int(n_projections, "n_projections")

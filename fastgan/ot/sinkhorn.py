@@ -36,15 +36,10 @@ from torch.autograd.function import once_differentiable
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
 from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale
-from fastgan.ot._compat import (
-    ArrayLike,
-    ConvergenceWarning,
-    UnsupportedMethodError,
-    array_io,
-    external_stacklevel,
-)
+from fastgan.ot._compat import ArrayLike, ConvergenceWarning, array_io, external_stacklevel
+from fastgan.ot._methods import LOG_SOLVER, resolve_method
 
-__all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence"]
+__all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence", "sinkhorn_log"]
 
 BACKENDS = ("auto", "reference")
 
@@ -58,32 +53,8 @@ class SinkhornLog(dict):
     ``"sinkhorn_log"`` reports them: the potentials are ``reg * log_u``,
     ``reg * log_v``), ``niter`` (the index of the last iteration, as POT
     counts), ``err`` (a one-element list: the last column-marginal error;
-    POT lists every check's), and fastgan's ``converged`` (bool)."""
-
-
-#: The methods that run POT's Sinkhorn-Knopp iteration (the log-domain
-#: kernel computes the same iterates without overflow), and those refused
-#: with the name of the one to use instead.
-SAME_ITERATION = ("sinkhorn", "sinkhorn_log", "log")
-NOT_OFFERED = {
-    "sinkhorn_stabilized": "method='sinkhorn_log' (the log-domain iteration needs no absorption)",
-    "sinkhorn_epsilon_scaling": "method='sinkhorn_log', or fastgan.ot.sinkhorn_divergence for eps-scaling between point clouds",
-    "greenkhorn": "method='sinkhorn_log'",
-    "screenkhorn": "method='sinkhorn_log'",
-}
-
-
-def _method(method: object) -> None:
-    if not isinstance(method, str):
-        raise TypeError(f"`method` must be a str, got {type(method).__name__}")
-    if method.lower() in SAME_ITERATION:
-        return
-    hint = NOT_OFFERED.get(method.lower())
-    if hint is not None:
-        raise UnsupportedMethodError(f"`method`={method!r} is not offered by fastgan; use {hint}")
-    raise UnsupportedMethodError(
-        f"`method` must be one of {SAME_ITERATION} (POT's Sinkhorn-Knopp iteration), got {method!r}"
-    )
+    POT lists every check's), and fastgan's ``converged`` (bool) and
+    ``solver`` (the solver that ran: ``"sinkhorn_log"`` for every method)."""
 
 
 def _weights(w, count: int, batch: tuple[int, ...], like: torch.Tensor, name: str) -> torch.Tensor:
@@ -119,18 +90,17 @@ def several_histograms(a, b, M):
     return a, b.T, M.expand(k, n, m), k
 
 
-def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
+def _solve(a, b, M, reg, method, max_iter, tol, warn, backend, options):
     """Checks the POT-style arguments and runs the solver: (squeeze, M3, a3, b3, reg, results)."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    _method(method)
     M = float_tensor(M, "M")
     if M.dim() not in (2, 3):
         raise ValueError(f"`M` must have shape (n, m) or (B, n, m), got {tuple(M.shape)}")
     if M.shape[-1] == 0 or M.shape[-2] == 0:
         raise ValueError(f"`M` must have n, m >= 1, got {tuple(M.shape)}")
     reg = positive(reg, "reg")
-    max_iter = positive_int(max_iter, "numItermax")
+    max_iter = resolve_method(method, positive_int(max_iter, "numItermax"), options)
     tol = positive(tol, "stopThr", allow_zero=True)
     squeeze = M.dim() == 2
     M3 = M.unsqueeze(0) if squeeze else M
@@ -165,7 +135,7 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend):
         bad = int((~converged).sum())
         warnings.warn(
             f"Sinkhorn did not converge: {bad} of {converged.numel()} problems kept a marginal "
-            f"error above stopThr={tol:.3g} after numItermax={max_iter} iterations; increase "
+            f"error above stopThr={tol:.3g} after {max_iter} iterations of {LOG_SOLVER}; increase "
             "`numItermax` or `reg`",
             ConvergenceWarning,
             stacklevel=external_stacklevel(),
@@ -222,14 +192,14 @@ def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> Sinkho
         log_u, log_v = log_u.T, log_v.T
     return SinkhornLog(
         u=(log_u - shift).exp(), v=(log_v + shift).exp(), log_u=log_u, log_v=log_v,
-        niter=n_iter, err=[err], converged=converged,
+        niter=n_iter, err=[err], converged=converged, solver=LOG_SOLVER,
     )
 
 
 def _verbose(out) -> None:
     n_iter, err = out[3], out[4]
     for k in range(n_iter.numel()):
-        print(f"sinkhorn problem {k}: {int(n_iter[k])} iterations, marginal error {float(err[k]):.6e}")
+        print(f"{LOG_SOLVER} problem {k}: {int(n_iter[k])} iterations, marginal error {float(err[k]):.6e}")
 
 
 def _resolve_aliases(numItermax: int, stopThr: float, max_iter: int | None, tol: float | None):
@@ -266,6 +236,7 @@ def sinkhorn(
     max_iter: int | None = None,
     tol: float | None = None,
     backend: str = "auto",
+    **options: float,
 ):
     r"""The entropic transport plan, POT's ``ot.sinkhorn`` (numpy or torch, batched).
 
@@ -288,8 +259,10 @@ def sinkhorn(
             is refused: the exact problem is :func:`fastgan.ot.emd`).
         method: ``"sinkhorn"`` (POT's default), ``"sinkhorn_log"`` or
             fastgan's ``"log"``: the same iteration, run in the log domain.
-            ``"sinkhorn_stabilized"``, ``"sinkhorn_epsilon_scaling"``,
-            ``"greenkhorn"``, ``"screenkhorn"`` raise
+            ``"sinkhorn_stabilized"``, ``"sinkhorn_epsilon_scaling"`` and
+            ``"greenkhorn"`` solve the same problem: they run the log-domain
+            solver too, with the caps of :mod:`fastgan.ot._methods` (the
+            log's ``solver`` names it); ``"screenkhorn"`` raises
             :class:`UnsupportedMethodError` (a NotImplementedError).
         numItermax, stopThr: POT's iteration cap and tolerance (also under
             fastgan's names ``max_iter``, ``tol``). In float32 the tolerance is
@@ -303,6 +276,9 @@ def sinkhorn(
             0.9.7 defaults to False: a cost that did not converge is not
             reported silently.
         warmstart: only None.
+        options: POT's options of the chosen method (``tau``,
+            ``print_period``, ``epsilon0``, ``numInnerItermax``), checked;
+            only ``numInnerItermax`` changes the solve (its cap).
         backend: ``"auto"`` (fastgan's kernels: C++ on the CPU, Triton on CUDA) or
             ``"reference"`` (PyTorch).
 
@@ -315,7 +291,7 @@ def sinkhorn(
     _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
     if histograms is not None:
-        return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend)
+        return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend, **options)
     if torch.is_grad_enabled():
         for t, name in ((M, "M"), (a, "a"), (b, "b")):
             if isinstance(t, torch.Tensor) and t.requires_grad:
@@ -324,7 +300,7 @@ def sinkhorn(
                     "grad: detach it (or run under torch.no_grad()), or differentiate the cost "
                     "with fastgan.ot.sinkhorn2"
                 )
-    squeeze, M3, _a3, _b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    squeeze, M3, _a3, _b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend, options)
     if verbose:
         _verbose(out)
     M_s, log_u, log_v = stable
@@ -350,6 +326,7 @@ def sinkhorn2(
     max_iter: int | None = None,
     tol: float | None = None,
     backend: str = "auto",
+    **options: float,
 ):
     r"""The transport cost :math:`L = \langle \pi, M \rangle` of the entropic plan, POT's ``ot.sinkhorn2``.
 
@@ -389,12 +366,19 @@ def sinkhorn2(
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
     _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
-    squeeze, M3, a3, b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend)
+    squeeze, M3, a3, b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend, options)
     if verbose:
         _verbose(out)
     cost = _SinkhornCost.apply(M3, a3, b3, stable, out[2], reg)
     cost = cost[0] if squeeze else cost
     return (cost, _log_dict(squeeze, histograms, out, method)) if log else cost
+
+
+def sinkhorn_log(a, b, M, reg: float, numItermax: int = 1000, stopThr: float = 1e-9, verbose: bool = False,
+                 log: bool = False, warn: bool = True, warmstart: None = None, **kwargs):
+    """POT's ``ot.bregman.sinkhorn_log``: :func:`sinkhorn` with ``method="sinkhorn_log"``
+    (the plan, and the log with ``log=True``); same arguments and results."""
+    return sinkhorn(a, b, M, reg, "sinkhorn_log", numItermax, stopThr, verbose, log, warn, warmstart, **kwargs)
 
 
 class _SinkhornCost(torch.autograd.Function):

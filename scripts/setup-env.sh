@@ -15,8 +15,11 @@ python=${PYTHON:-python3}
 . .venv/bin/activate
 
 pip install -q --upgrade pip "setuptools>=64" wheel
+# POT, SciPy and GeomLoss at the versions the conformance tests are written
+# against (pyproject.toml's test extra; tests/conftest.py's PEERS).
 pip install -q "${FASTGAN_TORCH:-torch==2.14.1}" numpy ninja cmake \
-  pytest pytest-benchmark hypothesis scipy pot geomloss expecttest scikit-learn matplotlib tqdm mlxtend
+  pytest pytest-benchmark hypothesis scipy==1.17.1 pot==0.9.7.post1 geomloss==0.3.1 \
+  expecttest scikit-learn matplotlib tqdm mlxtend
 
 if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
   export CUDA_HOME=/usr/local/cuda

@@ -13,6 +13,8 @@ status=$?
 set -e
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests (exit code 5): nothing was checked" >&2
+  # Locally a -k filter that matches nothing is not an error; in CI it is.
+  [ -n "${CI:-}" ] && exit 5
   exit 0
 fi
 exit "$status"

@@ -94,6 +94,18 @@ def test_nan_and_the_wrong_infinity_are_invalid(rng):
                 lsa(c, maximize=maximize)
 
 
+def test_bad_shapes_and_dtypes_give_scipys_messages(rng):
+    """SciPy's phrases, so that code matching SciPy's errors keeps working."""
+    n = int(rng.integers(1, 6))
+    for lsa in (scipy_lsa, fot.linear_sum_assignment):
+        with pytest.raises(ValueError, match="expected a matrix"):
+            lsa(rng.random(n))
+        with pytest.raises(TypeError, match="Cannot cast array data"):
+            lsa(rng.random((n, n)).astype(str))
+    with pytest.raises(ValueError, match="`cost_matrix`"):
+        fot.linear_sum_assignment(rng.random((1, 1, n, n)))
+
+
 @pytest.mark.parametrize("shape", [(0, 0), (0, 3), (3, 0)])
 def test_empty_matrices_give_empty_indices(shape):
     for ours, theirs in zip(fot.linear_sum_assignment(np.zeros(shape)), scipy_lsa(np.zeros(shape))):

@@ -111,7 +111,9 @@ def _array_to_tensor(x: object, name: str, like: torch.Tensor | None) -> torch.T
     if arr.dtype.kind in "biu":
         arr = arr.astype(np.float64)
     elif arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"`{name}` has dtype {arr.dtype}; expected real numbers (float32 or float64)")
+        raise TypeError(
+            f"`{name}` has dtype {arr.dtype}: Cannot cast array data to float32 or float64 (expected real numbers)"
+        )
     t = torch.from_numpy(np.ascontiguousarray(arr))
     if like is not None:
         t = t.to(dtype=like.dtype, device=like.device)

@@ -63,7 +63,7 @@ def _forbid_infinite(work: torch.Tensor, maximize: bool) -> tuple[torch.Tensor, 
         return work, None
     if bool((torch.isnan(work) | (work == -math.inf)).any()):
         sign = "+inf" if maximize else "-inf"
-        raise ValueError(f"`cost_matrix` contains NaN or {sign} entries (invalid numeric entries)")
+        raise ValueError(f"`cost_matrix` contains invalid numeric entries (NaN or {sign})")
     forbidden = torch.isinf(work)
     finite = work.double().masked_fill(forbidden, math.nan).flatten(1)
     lo = finite.nan_to_num(nan=math.inf).amin(1)
@@ -110,10 +110,10 @@ def linear_sum_assignment(cost_matrix: ArrayLike, maximize: bool = False) -> Ass
         does not.
 
     Raises:
-        ValueError: not 2-D or 3-D, NaN or the wrong infinity ("invalid
-            numeric entries"), or no assignment avoids the forbidden pairs
-            ("cost matrix is infeasible", SciPy's message).
-        TypeError: not float32 / float64.
+        ValueError: not 2-D or 3-D ("expected a matrix"), NaN or the wrong
+            infinity ("contains invalid numeric entries"), or no assignment
+            avoids the forbidden pairs ("cost matrix is infeasible"): SciPy's messages.
+        TypeError: not float32 / float64 (numpy strings: "Cannot cast array data").
 
     Not differentiable (the result is a set of indices); differentiate
     ``cost[row_ind, col_ind].sum()`` instead, whose gradient is the
@@ -121,7 +121,9 @@ def linear_sum_assignment(cost_matrix: ArrayLike, maximize: bool = False) -> Ass
     """
     float_tensor(cost_matrix, "cost_matrix")
     if cost_matrix.dim() not in (2, 3):
-        raise ValueError(f"`cost_matrix` must be (n, m) or (B, n, m), got shape {tuple(cost_matrix.shape)}")
+        raise ValueError(
+            f"`cost_matrix`: expected a matrix (n, m) or a batch of them (B, n, m), got shape {tuple(cost_matrix.shape)}"
+        )
     batched = cost_matrix.dim() == 3
     c = cost_matrix.detach() if batched else cost_matrix.detach().unsqueeze(0)
     transposed = c.shape[1] > c.shape[2]

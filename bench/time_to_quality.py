@@ -3,8 +3,10 @@
 The bar, checked every ``--check-every`` generator steps on 2,500 fresh samples of
 the generator and, where it holds, confirmed on a second, independent draw of 2,500:
 
-* 2-D mixtures (VEEGAN / PacGAN protocol, :func:`fastgan.metrics.mode_metrics`): every
-  mode covered and at least 90% high-quality samples (within 3 sigma of their nearest centre).
+* 2-D mixtures (:func:`fastgan.metrics.mode_metrics`): every mode holds at least a fifth
+  of the high-quality samples it should get (``modes_covered_strict``: 20 of 2,500 on
+  grid25) and at least 90% of the samples are high quality (within 3 sigma of their
+  nearest centre).
 * labelled images (mnist, digits; :func:`fastgan.metrics.meets_image_bar`): every class at
   least 5% of the samples, at least 75% classified with probability >= 0.9, and a Fréchet
   distance on the classifier's features at most 15 times the real-vs-real floor.
@@ -117,8 +119,9 @@ def _check(trainer: Any, image: bool, seed: Any = None) -> dict[str, Any]:
                    bar=bool(s["meets_bar"]))
     else:
         mm = trainer.mode_quality(2500, seed=seed)
-        modes, total = int(mm["modes_covered"]), int(trainer.data.centres.shape[0])
-        out.update(modes=modes, hq_pct=round(mm["high_quality_pct"], 2), bar=modes == total and mm["high_quality_pct"] >= BAR_HQ_PCT)
+        modes, strict, total = int(mm["modes_covered"]), int(mm["modes_covered_strict"]), int(trainer.data.centres.shape[0])
+        out.update(modes=modes, modes_20=strict, hq_pct=round(mm["high_quality_pct"], 2),
+                   bar=strict == total and mm["high_quality_pct"] >= BAR_HQ_PCT)
     return out
 
 
@@ -127,13 +130,13 @@ def _last(row: dict[str, Any]) -> str:
     if last and "fd_ratio" in last:
         return (f"{last['classes']} classes, {last['conf_pct']:.1f}% p>=0.9, FD {last['fd_ratio']:.1f}x floor at {last['step']}"
                 + (" (then diverged)" if row.get("diverged") else ""))
-    text = f"{last['modes']}, {last['hq_pct']:.1f}% at {last['step']}" if last else "-"
+    text = f"{last.get('modes_20', last['modes'])}, {last['hq_pct']:.1f}% at {last['step']}" if last else "-"
     return text + (" (then diverged)" if row.get("diverged") else "")
 
 
 def _summary(rows: list[dict[str, Any]], limit: float) -> str:
     lines = [
-        "| algo | data | backend | seconds to bar (median [range]) | with checks | generator steps | steps/s | one check "
+        "| algo | data | backend | seconds to bar (median [range]) | with checks | generator steps | ms / step | one check "
         "| last check |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -153,9 +156,19 @@ def _summary(rows: list[dict[str, Any]], limit: float) -> str:
         check = statistics.median(r["check_ms"] for r in group)
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]} | {fmt(times, f'> {limit:.0f}')} ({reached}/{len(group)} reached) "
-            f"| {fmt(walls, f'> {limit:.0f}')} | {fmt(steps, 'not reached')} | {speed:.0f} | {check:.0f} ms "
+            f"| {fmt(walls, f'> {limit:.0f}')} | {fmt(steps, 'not reached')} | {1e3 / speed if speed else float('nan'):.2f} | {check:.0f} ms "
             f"| {'; '.join(_last(r) for r in sorted(group, key=lambda r: r['seed']))} |"
         )
+    # The kernels' claim per unit of work: seconds per generator step, each backend against the
+    # reference (the trajectories part ways by rounding, so seconds to the bar mix in luck).
+    pairs = sorted({(a, d) for a, d, _ in keys}, key=lambda k: (k[1], k[0]))
+    for algo, data in pairs:
+        speed = {b: statistics.median(r["steps_per_s"] or 0 for r in rows if (r["algo"], r["data"], r["backend"]) == (algo, data, b))
+                 for b in {r["backend"] for r in rows if (r["algo"], r["data"]) == (algo, data)}}
+        if speed.get("reference") and len(speed) > 1:
+            lines.append("")
+            lines += [f"{algo} {data}: {b} {1e3 / v:.2f} ms / step, {v / speed['reference']:.2f}x the reference's speed"
+                      for b, v in sorted(speed.items()) if b != "reference" and v]
     return "\n".join(lines)
 
 

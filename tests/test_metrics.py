@@ -35,6 +35,7 @@ def test_mode_metrics_against_an_independent_count(generator):
     counts = np.bincount(nearest[good], minlength=25)
     assert got["mode_counts"].tolist() == counts.tolist()
     assert got["modes_covered"] == len(kept) == int((counts > 0).sum())
+    assert got["modes_covered_strict"] == int((counts >= 0.2 * 3000 / 25).sum())
     assert got["high_quality_fraction"] == good.mean()
     want_kl = scipy.stats.entropy(counts / counts.sum(), np.full(25, 1 / 25))
     assert got["reverse_kl"] == pytest.approx(want_kl, rel=1e-12)
@@ -57,6 +58,13 @@ def test_mode_metrics_options():
     q = torch.tensor([5 / 6, 1 / 6])
     want = float((q * (q / w[:2]).log()).sum())
     assert metrics.mode_metrics(samples, centres, 0.02, weights=w)["reverse_kl"] == pytest.approx(want, rel=1e-6)
+    # the strict count: 2,500 samples on the 25-grid, a mode needs 20 high-quality ones
+    grid_samples = torch.cat([grid.repeat_interleave(torch.tensor([100] * 23 + [20, 19]), dim=0), torch.full((161, 2), 9.0)])
+    strict = metrics.mode_metrics(grid_samples, grid, 0.05)
+    assert strict["modes_covered"] == 25 and strict["modes_covered_strict"] == 24
+    assert metrics.mode_metrics(grid_samples, grid, 0.05, strict_share=0.5)["modes_covered_strict"] == 23
+    with pytest.raises(ValueError, match="strict_share"):
+        metrics.mode_metrics(grid_samples, grid, 0.05, strict_share=0.0)
     far = metrics.mode_metrics(samples + 10.0, centres, 0.02)
     assert far["modes_covered"] == 0 and math.isnan(far["reverse_kl"])
 

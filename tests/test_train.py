@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -446,3 +447,57 @@ def test_training_restores_the_callers_thread_count():
     trainer.train_steps(1)
     trainer.fit(steps=2)
     assert seen == [2, 2] and torch.get_num_threads() == before
+
+
+def test_resume_with_other_steps_says_how_the_linear_decay_moves(tmp_path):
+    Trainer(_tiny("wgan-gp", steps=4, lr=1e-3, lr_decay="linear"), out=tmp_path).fit(steps=2)
+    resumed = Trainer(_tiny("wgan-gp", steps=8, lr=1e-3, lr_decay="linear"), out=tmp_path)
+    # at step 2 the rates were 1 - 2/4 = 0.5 of lr; with the end at step 8 they are 1 - 2/8 = 0.75
+    with pytest.warns(UserWarning, match=r"steps 4 -> 8: the linear decay now ends at step 8, so at step 2 the rates go from 0.5 to 0.75"):
+        resumed.resume()
+    assert resumed.opt_D.param_groups[0]["lr"] == pytest.approx(0.75e-3, rel=1e-12)
+    same = Trainer(_tiny("wgan-gp", steps=4, lr=1e-3, lr_decay="linear"), out=tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same schedule: nothing to say
+        same.resume()
+
+
+def test_a_run_without_matplotlib_warns_first_and_writes_its_metrics(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
+    trainer = Trainer(_tiny("gan", steps=2, sample_every=1), out=tmp_path)
+    first_step = []
+    real_iteration = trainer._iteration
+    trainer._iteration = lambda: (first_step.append(len(caught)), real_iteration())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        metrics = trainer.fit()
+    assert first_step[0] == 1 and "matplotlib is not installed" in str(caught[0].message) and "fastgan[plot]" in str(caught[0].message)
+    assert json.loads((tmp_path / "metrics.json").read_text())["steps"] == metrics["steps"] == 2
+    assert (tmp_path / "checkpoint.pt").exists() and not list(tmp_path.glob("*.png"))
+    from fastgan.train.cli import main
+
+    with pytest.raises(SystemExit, match=r"needs matplotlib.*--out FILE.pt"):
+        main(["sample", "--run", str(tmp_path), "-n", "10"])
+    assert main(["sample", "--run", str(tmp_path), "-n", "10", "--out", str(tmp_path / "s.pt")]) == 0
+
+
+def test_readme_torchrun_command_runs_from_the_checkout(tmp_path):
+    """The README's torchrun line, run where the README is (the source checkout), trains.
+
+    ``--no-python fastgan`` starts the installed command, whose imports do not see the
+    checkout's own ``fastgan/`` (unbuilt in a regular install).
+    """
+    root = Path(__file__).resolve().parents[1]
+    line = next(l for l in (root / "README.md").read_text().splitlines() if l.startswith("torchrun "))
+    cmd = line.split("#")[0].split()
+    assert cmd[:5] == ["torchrun", "--nproc_per_node", "2", "--no-python", "fastgan"], cmd
+    bin_dir = Path(sys.executable).parent
+    if not (bin_dir / "torchrun").exists() or not (bin_dir / "fastgan").exists():
+        pytest.skip("torchrun / fastgan are not installed beside this Python")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PATH=str(bin_dir) + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("PYTHONPATH", None)
+    short = ["--steps", "2", "--width", "16", "--batch-size", "16", "--eval-samples", "100", "--no-progress",
+             "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(cmd + short, capture_output=True, text=True, env=env, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "ddp" / "metrics.json").read_text())["steps"] == 2

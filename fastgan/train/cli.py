@@ -8,8 +8,10 @@ Examples::
     fastgan sample --run runs/wgan-gp-grid25 -n 64 --out samples.png
     fastgan eval --run runs/wgan-gp-grid25
 
-Under ``torchrun --nproc_per_node K -m fastgan train ...`` the processes join one
-group (gloo on the CPU, NCCL on GPUs) and split every batch.
+Under ``torchrun --nproc_per_node K --no-python fastgan train ...`` the processes join
+one group (gloo on the CPU, NCCL on GPUs) and split every batch. ``--no-python`` runs
+the installed command, so it works from any folder; ``-m fastgan`` imports whatever
+``fastgan/`` the current folder holds (in a source checkout: the unbuilt sources).
 """
 
 from __future__ import annotations
@@ -246,13 +248,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             import torch
 
             torch.save(trainer.sample(args.n, seed=args.seed), out)
-        elif trainer.image:
-            from fastgan.train import plots
+            print(out)
+            return 0
+        from fastgan.train import plots
 
+        if not plots.available():
+            raise SystemExit(f"fastgan: a picture ({out}) needs matplotlib, which is not installed: {plots.PLOT_EXTRA}; "
+                             "or save the samples as a tensor with --out FILE.pt")
+        if trainer.image:
             plots.image_grid(trainer.sample(args.n, seed=args.seed), out)
         else:
-            from fastgan.train import plots
-
             plots.scatter(trainer.sample(args.n, seed=args.seed), trainer.data, out, title=f"{trainer.cfg.algo}, step {trainer.step}")
         print(out)
         return 0

@@ -9,10 +9,24 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-__all__ = ["scatter", "image_grid", "loss_curves", "w1_curves", "latent_grids", "tile"]
+__all__ = ["available", "PLOT_EXTRA", "scatter", "image_grid", "loss_curves", "w1_curves", "latent_grids", "tile"]
+
+
+PLOT_EXTRA = "pip install 'fastgan[plot]' (or matplotlib)"
+
+
+def available() -> bool:
+    """Whether matplotlib can be imported (the plots' only optional dependency)."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _plt():
+    if not available():
+        raise ModuleNotFoundError(f"plots need matplotlib, which is not installed: {PLOT_EXTRA}", name="matplotlib")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,11 +104,18 @@ def loss_curves(history: dict[str, list[float]], path: str | os.PathLike) -> Non
 
 
 def w1_curves(w1_history: dict[str, list[float]], path: str | os.PathLike) -> None:
-    """The critic's estimate E D(real) - E D(fake) against the exact W_1 between the same minibatches."""
+    """The critic's estimate E D(real) - E D(fake) against the exact W_1 between the same minibatches.
+
+    Beside them, the exact W_1 between two independent real minibatches of the same
+    size (``w1_real``): the floor a perfect generator would show at that batch size.
+    """
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(w1_history["step"], w1_history["w1"], label="exact W_1 between minibatches (assignment)")
     ax.plot(w1_history["step"], w1_history["estimate"], label="critic estimate E D(real) - E D(fake)")
+    if w1_history.get("w1_real"):
+        ax.plot(w1_history["step"], w1_history["w1_real"], "--", color="grey",
+                label="exact W_1 between two real minibatches (the floor)")
     ax.set_xlabel("generator step")
     ax.legend()
     ax.grid(alpha=0.3)

@@ -216,11 +216,12 @@ class Trainer:
         self.step = 0
         self.history: dict[str, list[float]] = {k: [] for k in ("step", "d_loss", "g_loss", "wasserstein", "penalty")}
         self.w1_history: dict[str, list[float]] = {
-            "step": [], "estimate": [], "w1": [], "grad_norm_mean": [], "modes": [], "high_quality_pct": [], "wall_s": [],
+            "step": [], "estimate": [], "w1": [], "w1_real": [], "grad_norm_mean": [], "modes": [], "high_quality_pct": [], "wall_s": [],
             "classes_at_5pct": [], "confident_pct": [], "fd_over_floor": [],
         }
         self._scorer: Any = None  # the ImageScorer of labelled image data, built on first use
         self._scorer_built = False
+        self._plots: Optional[bool] = None  # whether the run draws plots, decided on first use
         self.elapsed = 0.0
         self.metrics: dict[str, Any] = {}
         self._loss_sums: Optional[list[Tensor]] = None
@@ -428,6 +429,11 @@ class Trainer:
             for opt in (self.opt_D, self.opt_G):
                 for group in opt.param_groups:
                     group["betas"] = tuple(float(b) for b in self.cfg.betas)
+        old_steps = old.get("steps", self.cfg.steps)
+        if self.cfg.lr_decay == "linear" and old.get("lr_decay") == "linear" and old_steps != self.cfg.steps:
+            # The schedule is a function of (step, steps): a new end moves the rates. Say by how much.
+            changed.append(f"steps {old_steps} -> {self.cfg.steps}: the linear decay now ends at step {self.cfg.steps}, so at step "
+                           f"{self.step} the rates go from {self._lr_scale(old_steps):.3g} to {self._lr_scale():.3g} of `lr`")
         self._set_learning_rates()
         if changed and self.rank == 0:
             warnings.warn(f"resumed at step {self.step} with the new optimizer settings: {', '.join(changed)}", stacklevel=2)
@@ -480,9 +486,13 @@ class Trainer:
                 est = fastgan.metrics.critic_estimate(critic, real, fake, w1=exact_w1, generator=g)
         finally:
             self.D.train(was_training)
+        # The floor of the exact W_1: two independent real minibatches of the same size
+        # are not at distance 0 (about 0.5 on grid25 at 256 points).
+        real2 = self.data.sample(n, generator=g).to(self.device, self.dtype)
+        est["w1_real"] = exact_w1(real, real2)
         self.w1_history["step"].append(self.step)
-        for key in ("estimate", "w1", "grad_norm_mean"):
-            self.w1_history[key].append(float(est[key]))
+        for key in ("estimate", "w1", "grad_norm_mean", "w1_real"):
+            self.w1_history.setdefault(key, []).append(float(est[key]))
         modes, hq = math.nan, math.nan
         if isinstance(self.data, MixtureData):
             mm = self.mode_quality()
@@ -494,9 +504,16 @@ class Trainer:
         for key in ("classes_at_5pct", "confident_pct", "fd_over_floor"):
             self.w1_history.setdefault(key, []).append(float(scores.get(key, math.nan)))
 
+    def _lr_scale(self, steps: Optional[int] = None) -> float:
+        """The learning rates' factor at this step: 1, or ``1 - step / steps`` under
+        ``lr_decay="linear"`` (falling to 0 at ``steps``, default ``config.steps``)."""
+        if self.cfg.lr_decay == "none":
+            return 1.0
+        return max(0.0, 1.0 - self.step / max(self.cfg.steps if steps is None else steps, 1))
+
     def _set_learning_rates(self) -> None:
-        """The configured rates; ``lr_decay="linear"``: falling linearly to 0 at ``config.steps``."""
-        scale = 1.0 if self.cfg.lr_decay == "none" else max(0.0, 1.0 - self.step / max(self.cfg.steps, 1))
+        """The configured rates times :meth:`_lr_scale`."""
+        scale = self._lr_scale()
         for opt, lr in ((self.opt_D, self.cfg.lr), (self.opt_G, self.cfg.lr_g or self.cfg.lr)):
             for group in opt.param_groups:
                 group["lr"] = lr * scale
@@ -618,6 +635,7 @@ class Trainer:
         if resume:
             self.resume()
         show = (cfg.progress if progress is None else progress) and self.rank == 0
+        self._check_plots()
         checks = 10 if self.image else 100  # an image check scores 2,500 samples: about 10 a run
         w1_every = cfg.w1_every or max(4 * cfg.log_every, total // checks // cfg.log_every * cfg.log_every)
         bar = None
@@ -647,7 +665,7 @@ class Trainer:
                         h = self.w1_history
                         bar.write(f"step {self.step}: classes>=5% {h['classes_at_5pct'][-1]:.0f}, "
                                   f"p>=0.9 {h['confident_pct'][-1]:.1f}%, FD/floor {h['fd_over_floor'][-1]:.1f}")
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.rank == 0 and self.out is not None:
+                if cfg.sample_every and self.step % cfg.sample_every == 0 and self.rank == 0 and self._plots:
                     self.plot_samples(self.out / f"samples_{self.step:06d}.png")
                 if self.step % cfg.checkpoint_every == 0 or self.step == total:
                     self.save_checkpoint()
@@ -698,6 +716,7 @@ class Trainer:
         if isinstance(self.data, MixtureData):
             mm = fastgan.metrics.mode_metrics(fake, self.data.centres, self.data.sigma)
             metrics["modes_covered"] = mm["modes_covered"]
+            metrics["modes_covered_strict"] = mm["modes_covered_strict"]
             metrics["modes_total"] = int(self.data.centres.shape[0])
             metrics["high_quality_pct"] = 100.0 * mm["high_quality_fraction"]
             metrics["reverse_kl"] = mm["reverse_kl"]
@@ -715,6 +734,7 @@ class Trainer:
         if self.w1_history["step"]:
             metrics["critic_estimate"] = self.w1_history["estimate"][-1]
             metrics["minibatch_w1"] = self.w1_history["w1"][-1]
+            metrics["minibatch_w1_real"] = self.w1_history["w1_real"][-1]
         metrics["wall_time_s"] = self.elapsed
         self.metrics = metrics
         if write and self.rank == 0 and self.out is not None:
@@ -722,7 +742,8 @@ class Trainer:
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
             (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2, default=str) + "\n")
             self._write_history()
-            self.plot_all()
+            if self._check_plots():
+                self.plot_all()
         return metrics
 
     def _write_history(self) -> None:
@@ -740,6 +761,21 @@ class Trainer:
             plots.image_grid(self.sample(64), path)
         else:
             plots.scatter(self.sample(self.cfg.eval_samples), self.data, path, title=f"{self.cfg.algo}, step {self.step}")
+
+    def _check_plots(self) -> bool:
+        """Whether this run draws its plots: rank 0 with a run directory and matplotlib.
+
+        Checked before the first step, so a run without matplotlib says so up front
+        (and then writes its metrics, history and checkpoints without plots) instead
+        of failing after training.
+        """
+        from fastgan.train import plots
+
+        if self._plots is None:
+            self._plots = self.rank == 0 and self.out is not None and plots.available()
+            if self.rank == 0 and self.out is not None and not self._plots:
+                warnings.warn(f"matplotlib is not installed: the run writes no plots ({plots.PLOT_EXTRA})", stacklevel=3)
+        return self._plots
 
     def plot_all(self) -> None:
         """Samples, loss curves, critic estimate vs exact W_1, latent traversals into ``out``."""

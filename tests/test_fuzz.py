@@ -5,13 +5,14 @@ Every case draws a shape (empty and single-element included), a dtype
 optionally a NaN or infinite entry, and a memory layout (contiguous,
 non-contiguous or expanded). Each call then either
 
-- matches an independent oracle (SciPy, POT, torch, fastgan.reference or a
-  closed form computed in float64) within the tolerance stated for its
-  dtype, or
+- matches an independent oracle (SciPy, POT, GeomLoss, torch or a closed
+  form computed in float64; POT for every optimal-transport value) within
+  the tolerance stated for its dtype, near the agreement measured, or
 - raises a ValueError or TypeError whose message names an argument in
   backticks,
 
-and never crashes, hangs or returns garbage.
+and never crashes, hangs (a call past HANG_SECONDS fails; a case past the
+deadline too) or returns garbage.
 
 Profiles (environment variable ``FASTGAN_FUZZ``):
 
@@ -27,7 +28,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
+import threading
 import warnings
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -41,11 +45,17 @@ import fastgan  # noqa: E402
 from fastgan import ot as fot  # noqa: E402
 from fastgan import reference  # noqa: E402
 
+#: A case that runs longer than this fails (hypothesis's deadline, measured
+#: when the case returns; a shared two-core machine needs the headroom).
+DEADLINE = timedelta(seconds=20)
+#: A call that has not returned after this many seconds is a hang: the
+#: watchdog in :func:`outcome` interrupts it and the case fails.
+HANG_SECONDS = 60
 settings.register_profile(
-    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    "ci", max_examples=100, deadline=DEADLINE, suppress_health_check=[HealthCheck.too_slow], database=None
 )
 settings.register_profile(
-    "long", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
+    "long", max_examples=2000, deadline=DEADLINE, suppress_health_check=[HealthCheck.too_slow], database=None
 )
 PROFILE = settings.get_profile(os.environ.get("FASTGAN_FUZZ", "ci"))
 
@@ -104,8 +114,23 @@ class Case:
         return bool(torch.isfinite(self.as_float64).all())
 
 
+class Hang(BaseException):
+    """Raised by the watchdog in a call that did not return within HANG_SECONDS."""
+
+
+def _watchdog(signum, frame):
+    raise Hang(f"the call did not return within {HANG_SECONDS} s")
+
+
 def outcome(call):
-    """(result, None) or (None, error) for a ValueError/TypeError naming an argument."""
+    """(result, None) or (None, error) for a ValueError/TypeError naming an argument.
+
+    A call that runs past HANG_SECONDS is interrupted (SIGALRM, main thread)
+    and fails the case as a hang."""
+    watch = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+    if watch:
+        previous = signal.signal(signal.SIGALRM, _watchdog)
+        signal.alarm(HANG_SECONDS)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -113,6 +138,12 @@ def outcome(call):
     except (ValueError, TypeError) as err:
         assert NAMED.search(str(err)), f"error without the argument's name: {type(err).__name__}: {err}"
         return None, err
+    except Hang as err:
+        pytest.fail(f"hang: {err}")
+    finally:
+        if watch:
+            signal.alarm(0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, *, atol: float = 0.0):
@@ -225,6 +256,21 @@ def clouds(data, dtypes=DTYPES):
     return x, y, bool(valid)
 
 
+#: Float64 OT checks against POT: the squared distance at unit scale (the
+#: clouds divided by their largest |coordinate|), absolute error in units of
+#: the dtype's eps. Measured over 1,500 cases of these distributions
+#: (float32 / float64, scales 1e-30 to 1e30, n, m, d up to 5; docs/conformance.md):
+#: at most 8 eps for ot.wasserstein, 6 for the sliced distance.
+OT_EPS = 32
+
+
+def assert_squared_close(result: torch.Tensor, expected_unit_sq: float, unit: float, dtype: torch.dtype) -> None:
+    """W^2 / unit^2 of ``result`` against POT's ``expected_unit_sq`` within OT_EPS eps of ``dtype``."""
+    got = (float(result) / unit) ** 2
+    tol = OT_EPS * float(torch.finfo(dtype).eps)
+    assert abs(got - expected_unit_sq) <= tol, (got, expected_unit_sq, tol)
+
+
 @PROFILE
 @given(st.data())
 def test_wasserstein_matches_pot(data):
@@ -236,17 +282,18 @@ def test_wasserstein_matches_pot(data):
         return
     assert err is None, err
     xs, ys = x.as_float64, y.as_float64
-    scale = float(torch.cat([xs, ys]).abs().max()) or 1.0
-    M = (torch.cdist(xs / scale, ys / scale, compute_mode=EXACT_CDIST) ** 2).numpy()
+    unit = float(torch.cat([xs, ys]).abs().max()) or 1.0
+    M = (torch.cdist(xs / unit, ys / unit, compute_mode=EXACT_CDIST) ** 2).numpy()
     n, m = M.shape
-    plan = pot.emd(np.full(n, 1 / n), np.full(m, 1 / m), M)  # the cost summed here in float64
-    expected = math.sqrt(max(float((plan * M).sum()), 0.0)) * scale
-    assert_close(result, torch.tensor(expected).to(x.dtype), x.dtype, atol=1e-7 * scale)
+    expected = float(pot.emd2(np.full(n, 1 / n), np.full(m, 1 / m), M))
+    assert torch.isfinite(result) and result.dtype == x.tensor.dtype
+    assert_squared_close(result, expected, unit, x.dtype)
 
 
 @PROFILE
 @given(st.data())
-def test_sliced_wasserstein_matches_reference(data):
+def test_sliced_wasserstein_matches_pot(data):
+    pot = pytest.importorskip("ot")
     x, y, valid = clouds(data)
     g = torch.Generator().manual_seed(data.draw(st.integers(0, 1000)))
     d = x.shape[1]
@@ -258,33 +305,29 @@ def test_sliced_wasserstein_matches_reference(data):
         assert err is not None
         return
     assert err is None, err
-    stats = pytest.importorskip("scipy.stats")
-    xs, ys, th = x.as_float64, y.as_float64, theta.double()
-    costs = []
-    for k in range(th.shape[1]):
-        u, v = (xs @ th[:, k]).numpy(), (ys @ th[:, k]).numpy()
-        # W_2^2 in 1-D from the quantile functions, exactly (scipy gives W_1 only)
-        costs.append(_w2_squared_1d(u, v))
-    expected = math.sqrt(np.mean(costs))
-    scale = float(torch.cat([xs, ys]).abs().max()) or 1.0
+    xs, ys = x.as_float64, y.as_float64
+    unit = float(torch.cat([xs, ys]).abs().max()) or 1.0
+    expected = pot.sliced_wasserstein_distance((xs / unit).numpy(), (ys / unit).numpy(), projections=theta.double().numpy())
     assert torch.isfinite(result)
-    assert_close(result, torch.tensor(expected).to(x.dtype), x.dtype, atol=1e-6 * scale)
-    del stats
+    assert_squared_close(result, float(expected) ** 2, unit, x.dtype)
 
 
-def _w2_squared_1d(u: np.ndarray, v: np.ndarray) -> float:
-    u, v = np.sort(u), np.sort(v)
-    n, m = len(u), len(v)
-    grid = np.union1d(np.arange(1, n + 1) / n, np.arange(1, m + 1) / m)
-    lo = np.concatenate([[0.0], grid[:-1]])
-    qu = u[np.minimum(np.searchsorted(np.arange(1, n + 1) / n, grid - 1e-15), n - 1)]
-    qv = v[np.minimum(np.searchsorted(np.arange(1, m + 1) / m, grid - 1e-15), m - 1)]
-    return float(np.sum((grid - lo) * (qu - qv) ** 2))
+#: sinkhorn2 against POT's "sinkhorn_log" on the same float64 values: absolute
+#: error in units of eps * max|M| (measured: 18 in float64, 66 in float32
+#: against POT in float64). With reg drawn as 1 or 10
+#: times the scale, M being N(0, 1) times the scale) both always converge within POT's default 1000
+#: iterations, and must; with 0.05 times the scale some cases cannot
+#: (contraction ~ tanh(range(M) / 4 reg)). Measured share of valid cases in
+#: which both converge, all regs: 78% (ci profile) and 79% of 358 (long); required: MIN_CONVERGED.
+SINKHORN_EPS = {torch.float32: 256, torch.float64: 64}
+MIN_CONVERGED = 0.6
+_sinkhorn_cases: list[bool] = []
 
 
-@PROFILE
+@settings(parent=PROFILE, max_examples=3 * PROFILE.max_examples)
 @given(st.data())
-def test_sinkhorn2_matches_reference(data):
+def _sinkhorn2_case(data):
+    pot = pytest.importorskip("ot")
     case = Case(data, shapes(2, 2, max_side=5))
     reg = data.draw(st.sampled_from((0.05, 1.0, 10.0))) * (case.scale if case.finite else 1.0)
     auto, err = outcome(lambda: fot.sinkhorn2(None, None, case.tensor, reg, log=True))
@@ -293,12 +336,31 @@ def test_sinkhorn2_matches_reference(data):
         assert err is not None
         return
     assert err is None, err
-    ref, ref_err = outcome(lambda: fot.sinkhorn2(None, None, case.tensor.double(), reg, log=True, backend="reference"))
-    assert ref_err is None, ref_err
-    (value, log), (ref_value, ref_log) = auto, ref
-    if bool(log["converged"]) and bool(ref_log["converged"]):
-        scale = float(case.as_float64.abs().max()) or 1.0
-        assert_close(value, ref_value.to(case.dtype), case.dtype, atol=1e-6 * scale)
+    value, log = auto
+    # M is N(0, 1) times the scale: reg of 1 or 10 times the scale always converges (measured)
+    M = case.as_float64.numpy()
+    n, m = M.shape
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected, pot_log = pot.sinkhorn2(np.full(n, 1 / n), np.full(m, 1 / m), M, reg, method="sinkhorn_log", log=True)
+    both = bool(log["converged"]) and int(pot_log["niter"]) < 999
+    _sinkhorn_cases.append(both)
+    if reg >= case.scale:
+        assert both, f"reg = {reg:.3g} >= max|M| / 10 and Sinkhorn did not converge (fastgan: {bool(log['converged'])})"
+    if both:
+        scale = float(np.abs(M).max()) or 1.0
+        tol = SINKHORN_EPS[case.dtype] * float(torch.finfo(case.dtype).eps) * scale
+        assert abs(float(value) - float(expected)) <= tol, (float(value), float(expected), tol)
+
+
+def test_sinkhorn2_matches_pot():
+    """Every case where both converge agrees with POT; and most valid cases converge
+    (a run where few do would otherwise check little)."""
+    _sinkhorn_cases.clear()
+    _sinkhorn2_case()
+    if len(_sinkhorn_cases) >= 20:
+        share = sum(_sinkhorn_cases) / len(_sinkhorn_cases)
+        assert share >= MIN_CONVERGED, f"only {share:.0%} of {len(_sinkhorn_cases)} valid cases converged"
 
 
 # ------------------------------------------------------------------ metrics

@@ -84,21 +84,19 @@ def positive(value: object, name: str, *, allow_zero: bool = False) -> float:
 def real_number(value: object, name: str, *, finite: bool = True) -> float:
     """``value`` as a float (a finite one unless ``finite=False``), else a TypeError /
     ValueError naming ``name``. Real numbers only: a bool, a string or a tensor is refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
+    if type(value) is not float and type(value) is not int:  # the common cases first: checks run per call
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"`{name}` must be a real number, got {type(value).__name__}")
     value = float(value)
     if finite and not math.isfinite(value):
         raise ValueError(f"`{name}` must be finite, got {value}")
     return value
 
 
-def optional_real(value: object, name: str) -> float | None:
-    """None, or ``value`` as a finite float (:func:`real_number`)."""
-    return None if value is None else real_number(value, name)
-
-
 def integer(value: object, name: str) -> int:
     """``value`` as an int (any sign), else a TypeError naming ``name``."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"`{name}` must be an int, got {type(value).__name__}")
     return int(value)

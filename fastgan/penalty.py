@@ -278,15 +278,20 @@ def gradient_penalty(
         x_hat = penalty_points(real, fake, mode=mode, generator=generator, dragan_scale=dragan_scale, backend=backend)
         grads = _critic_gradients(critic, x_hat)
         penalty = penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
-        return weight * _nan_unless_finite(penalty, x_hat)
+        return penalty * _weight_or_nan(weight, x_hat, penalty.dtype)
 
 
-def _nan_unless_finite(penalty: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
-    """``penalty``, or NaN when a penalty point is NaN or infinite (one pass over
-    ``points``, no host synchronisation). The gradient autograd gives at such a
-    point is finite for a piecewise-linear critic (a NaN fails every ``x > 0``
-    test and takes the other slope), and means nothing."""
-    return penalty.where(torch.isfinite(points).all(), math.nan)
+def _weight_or_nan(weight: float, points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``weight`` as a 0-dim tensor of ``dtype``, or NaN when a penalty point is NaN or infinite.
+
+    The penalty is multiplied by it (``weight * penalty`` to the same bits):
+    the gradient autograd gives at such a point is finite for a
+    piecewise-linear critic (a NaN fails every ``x > 0`` test and takes the
+    other slope) and means nothing, so the penalty there is NaN.
+    :math:`\sum_j 0 \cdot x_j` is exactly 0 when every :math:`x_j` is
+    finite and NaN otherwise: one pass over the points, no host
+    synchronisation, no node in the graph beyond the multiplication."""
+    return points.detach().mul(0).sum(dtype=dtype).add_(weight)
 
 
 def mlp_critic_penalty(
@@ -367,7 +372,7 @@ def mlp_critic_penalty(
         finally:
             group.after_forward(None, (), None)
     if x_hat.numel():
-        penalty = _nan_unless_finite(penalty, x_hat)
+        penalty = penalty * _weight_or_nan(1.0, x_hat, penalty.dtype)
     if not layers.flat:
         d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
     return d_real, d_fake, penalty
@@ -473,13 +478,12 @@ def wgan_gp_critic_loss(
             d_real, d_fake = scores[:batch], scores[batch:]
         wasserstein = d_real.mean() - d_fake.mean()
         if with_penalty:
-            if arrangement == "fused":
-                unweighted = fused_penalty
+            if arrangement == "fused":  # NaN at a non-finite point already
+                penalty = (weight * penalty_every) * fused_penalty
             else:
                 grads = _critic_gradients(critic, x_hat, d_hat)
                 unweighted = penalty_from_gradients(grads, center=center, one_sided=one_sided, backend=backend)
-                unweighted = _nan_unless_finite(unweighted, x_hat)
-            penalty = (weight * penalty_every) * unweighted
+                penalty = unweighted * _weight_or_nan(weight * penalty_every, x_hat, unweighted.dtype)
             loss = penalty - wasserstein.to(penalty.dtype)
         else:
             penalty = torch.zeros((), dtype=wasserstein.dtype, device=wasserstein.device)

@@ -22,7 +22,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_dense, check_same_device, integer, optional_real
+from fastgan._tensors import check_dense, check_same_device, integer, real_number
 
 __all__ = ["ACTIVATIONS", "bias_act"]
 
@@ -58,9 +58,9 @@ def resolve(act: str, alpha: float | None, gain: float | None) -> tuple[float, f
     spec = ACTIVATIONS.get(act)
     if spec is None:
         raise ValueError(f"unknown activation `act`={act!r}; expected one of {list(ACTIVATIONS)}")
-    alpha = optional_real(alpha, "alpha")
-    gain = optional_real(gain, "gain")
-    return spec.alpha if alpha is None else alpha, spec.gain if gain is None else gain
+    alpha = spec.alpha if alpha is None else real_number(alpha, "alpha")
+    gain = spec.gain if gain is None else real_number(gain, "gain")
+    return alpha, gain
 
 
 def bias_act(
@@ -118,7 +118,8 @@ def bias_act(
     if bias is not None:
         check_same_device({"x": x, "bias": bias}, "bias_act")
     alpha, gain = resolve(act, alpha, gain)
-    dim = integer(dim, "dim")
+    if type(dim) is not int:
+        dim = integer(dim, "dim")
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
     if backend == "reference" or (backend == "auto" and x.device.type == "cuda"):

@@ -282,7 +282,7 @@ def gradient_penalty(
 
 
 def _weight_or_nan(weight: float, points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``weight`` as a 0-dim tensor of ``dtype``, or NaN when a penalty point is NaN or infinite.
+    r"""``weight`` as a 0-dim tensor of ``dtype``, or NaN when a penalty point is NaN or infinite.
 
     The penalty is multiplied by it (``weight * penalty`` to the same bits):
     the gradient autograd gives at such a point is finite for a

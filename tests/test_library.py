@@ -89,3 +89,41 @@ def test_cuda_kernels_built_when_required():
     missing = sorted(op for op in registered if "cuda" not in compiled.get(op, []))
     assert registered and not missing, f"CUDA kernels in csrc/cuda/ but not in the build: {missing}"
     assert _library.build_config().get("cuda_version") == torch.version.cuda
+
+
+def test_import_fastgan_loads_no_training_code():
+    """``import fastgan`` (in a fresh interpreter) neither imports fastgan.train nor tries tqdm;
+    the first use of fastgan.train / fastgan.Trainer loads them."""
+    script = textwrap.dedent(
+        """
+        import sys
+        import torch  # torch itself may import tqdm (torch.hub): only what fastgan asks counts
+
+        asked = []
+
+        class Watch:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tqdm" or name.startswith("fastgan.train"):
+                    asked.append(name)
+                return None
+
+        for name in [m for m in sys.modules if m.split(".")[0] == "tqdm"]:
+            del sys.modules[name]
+        sys.meta_path.insert(0, Watch())
+        import fastgan
+
+        print("asked", sorted(asked))
+        print("loaded", sorted(m for m in sys.modules if m.startswith("fastgan.train") or m.split(".")[0] == "tqdm"))
+        print("trainer", fastgan.Trainer is fastgan.train.Trainer, callable(fastgan.train))
+        print("after", "fastgan.train.trainer" in sys.modules, "train" in dir(fastgan))
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:4] == ["asked []", "loaded []", "trainer True True", "after True True"], out.stdout
+
+
+def test_an_unknown_attribute_is_still_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
+        fastgan.nonexistent  # noqa: B018
+    assert fastgan.train.Trainer is fastgan.Trainer

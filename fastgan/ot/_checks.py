@@ -19,9 +19,17 @@ def float_tensor(t: object, name: str) -> torch.Tensor:
     return t
 
 
+def all_finite(t: torch.Tensor) -> bool:
+    """Whether every entry of ``t`` is finite, from its min and max in one pass
+    (``torch.aminmax`` propagates NaN; an infinity is the min or the max)."""
+    if t.numel() == 0 or not t.is_floating_point():
+        return True
+    return bool(torch.isfinite(torch.stack(torch.aminmax(t.detach()))).all())
+
+
 def check_finite(t: torch.Tensor, name: str) -> None:
     """ValueError naming ``name`` if ``t`` holds NaN or infinite values."""
-    if not bool(torch.isfinite(t).all()):
+    if not all_finite(t):
         raise ValueError(f"`{name}` contains NaN or infinite values")
 
 

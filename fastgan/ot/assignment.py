@@ -16,10 +16,13 @@ from typing import Any
 import torch
 
 from fastgan import _library
-from fastgan.ot._checks import float_tensor
+from fastgan.ot._checks import all_finite, float_tensor
 from fastgan.ot._compat import ArrayLike, array_io
 
 __all__ = ["Assignment", "linear_sum_assignment"]
+
+#: How the assignment kernels (C++ and Triton) refuse a cost with NaN or an infinity.
+NONFINITE = "contains NaN or infinite values"
 
 
 class Assignment(tuple):
@@ -59,7 +62,7 @@ def _forbid_infinite(work: torch.Tensor, maximize: bool) -> tuple[torch.Tensor, 
     with the finite entries in [lo, hi], one forbidden pair costs at least
     big + (n - 1) lo > n hi when big = hi + (n + 1)(hi - lo) + 1.
     Returns the (float64, when it had infinities) matrix and the mask or None."""
-    if bool(torch.isfinite(work).all()):
+    if all_finite(work):
         return work, None
     if bool((torch.isnan(work) | (work == -math.inf)).any()):
         sign = "+inf" if maximize else "-inf"
@@ -133,25 +136,39 @@ def linear_sum_assignment(cost_matrix: ArrayLike, maximize: bool = False) -> Ass
         result = _empty(work)
     else:
         _library.require_kernel("linear_sum_assignment", cost_matrix.device)
-        work, forbidden = _forbid_infinite(work, maximize)
-        cols, u, v = torch.ops.fastgan.linear_sum_assignment.default(work)
-        if forbidden is not None and bool(torch.gather(forbidden, 2, cols.unsqueeze(2)).any()):
-            raise ValueError("cost matrix is infeasible: no assignment avoids the forbidden (infinite) pairs")
-        n = work.shape[1]
-        rows = torch.arange(n, device=cols.device).expand_as(cols)
-        picked = torch.gather(work.to(torch.float64), 2, cols.unsqueeze(2)).squeeze(2)
-        total = picked.sum(1)
-        gap = total - (u.sum(1) + torch.gather(v, 1, cols).sum(1))
-        if transposed:
-            # Rows of the transposed problem are the original columns: sort by original row.
-            order = torch.argsort(cols, dim=1)
-            rows, cols = torch.gather(cols, 1, order), torch.gather(rows, 1, order)
-        if maximize:
-            total = -total
-        result = Assignment(rows, cols, total, u, v, gap)
+        try:  # the kernel refuses NaN / Inf while it reads the costs: no extra pass
+            result = assign_finite(work, None, transposed, maximize)
+        except ValueError as err:
+            if NONFINITE not in str(err):
+                raise
+            work, forbidden = _forbid_infinite(work, maximize)
+            result = assign_finite(work, forbidden, transposed, maximize)
     if not batched:
         result = result.map_tensors(lambda t: t.squeeze(0))
     return result
+
+
+def assign_finite(work: torch.Tensor, forbidden: torch.Tensor | None = None, transposed: bool = False,
+                  maximize: bool = False) -> Assignment:
+    """The assignment of a batch ``work`` (B, n, m), n <= m, n >= 1, of finite costs
+    (callers that build the costs from finite points skip the check here).
+    ``forbidden``: the mask of pairs that cost ``big`` (:func:`_forbid_infinite`);
+    ``transposed``, ``maximize``: how ``work`` was made from the caller's matrix."""
+    cols, u, v = torch.ops.fastgan.linear_sum_assignment.default(work)
+    if forbidden is not None and bool(torch.gather(forbidden, 2, cols.unsqueeze(2)).any()):
+        raise ValueError("cost matrix is infeasible: no assignment avoids the forbidden (infinite) pairs")
+    n = work.shape[1]
+    rows = torch.arange(n, device=cols.device).expand_as(cols)
+    picked = torch.gather(work.to(torch.float64), 2, cols.unsqueeze(2)).squeeze(2)
+    total = picked.sum(1)
+    gap = total - (u.sum(1) + torch.gather(v, 1, cols).sum(1))
+    if transposed:
+        # Rows of the transposed problem are the original columns: sort by original row.
+        order = torch.argsort(cols, dim=1)
+        rows, cols = torch.gather(cols, 1, order), torch.gather(rows, 1, order)
+    if maximize:
+        total = -total
+    return Assignment(rows, cols, total, u, v, gap)
 
 
 def _empty(work: torch.Tensor) -> Assignment:

@@ -36,8 +36,8 @@ import torch
 
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
-from fastgan.ot.assignment import linear_sum_assignment
-from fastgan.ot._checks import check_clouds, float_tensor, mass_tolerance, power_of_two_scale, root
+from fastgan.ot.assignment import NONFINITE, assign_finite
+from fastgan.ot._checks import check_clouds, check_finite, float_tensor, mass_tolerance, power_of_two_scale, root
 from fastgan.ot._compat import (
     ArrayLike,
     ShapeMismatchError,
@@ -85,8 +85,7 @@ def _weights(w: torch.Tensor | None, name: str, batch: int | None, count: int, M
             raise ShapeMismatchError(f"`{name}` must have shape {expected}, got {tuple(w.shape)}")
     w = w.to(M.dtype)
     wd = w.detach()
-    if not bool(torch.isfinite(wd).all()):
-        raise ValueError(f"`{name}` contains NaN or infinite values")
+    check_finite(wd, name)
     if bool((wd < 0).any()):
         raise ValueError(f"`{name}` has negative weights")
     return w
@@ -127,15 +126,18 @@ class _Solution(NamedTuple):
         return plan.scatter_(2, self.cols.unsqueeze(2), self.weight.to(M.dtype)[:, None, None].expand(batch, n, 1))
 
 
-def _solve(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Solution:
+def _solve(a, b, M, uniform: bool, max_iter: int, backend: str, bounded: bool = False) -> _Solution:
     """Solves detached (B, n), (B, m), (B, n, m) problems (weights materialised, in M's dtype).
 
     ``uniform`` (both sides uniform) with n = m takes the assignment solver;
     callers pass False where they need the network simplex's duals. Costs
     near the dtype's maximum would overflow the solvers' sums: they are
     solved on M divided by a power of two (the same plan), the potentials
-    and the cost multiplied back."""
-    scale = _headroom_scale(M) if backend != "reference" else 1.0
+    and the cost multiplied back. For float64 M one pass finds both its
+    range and NaN / Inf (the kernels also refuse NaN / Inf as they read M);
+    ``bounded``: the caller built M finite and far below the limit
+    (:func:`wasserstein`), so that pass is skipped."""
+    scale = _headroom_scale(M) if backend != "reference" and not bounded else 1.0
     if scale == 1.0:
         return _solve_at_scale(a, b, M, uniform, max_iter, backend)
     sol = _solve_at_scale(a, b, M / scale, uniform, max_iter, backend)
@@ -154,9 +156,13 @@ def _solve_at_scale(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Sol
         # Exact assignment: plan = permutation * (mass / n). Its duals are
         # the transport LP's duals as they are (same constraint u_i + v_j <=
         # M_ij; objective (mass / n) (sum u + sum v) = cost); centred as POT does.
-        if not bool(torch.isfinite(M).all()):
-            raise ValueError("`M` contains NaN or infinite values")
-        result = linear_sum_assignment(M)
+        _library.require_kernel("linear_sum_assignment", M.device)
+        try:  # the kernel checks M's values as it reads them
+            result = assign_finite(M)
+        except ValueError as err:
+            if NONFINITE in str(err):
+                raise ValueError("`M` contains NaN or infinite values") from None
+            raise
         weight = a.double().sum(-1) / n
         shift = (result.v.sum(-1) - result.u.sum(-1)) / (2 * n)
         u = result.u + shift[:, None]
@@ -168,10 +174,16 @@ def _solve_at_scale(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Sol
 
 
 def _headroom_scale(M: torch.Tensor) -> float:
-    """1, or the power of two that brings max |M| below 2^-32 of the dtype's maximum."""
-    if M.numel() == 0:
+    """1, or the power of two that brings max |M| below 2^-32 of float64's maximum;
+    a ValueError if M holds NaN or an infinity (the same pass: min and max)."""
+    if M.numel() == 0 or M.dtype != torch.float64:
+        # float32 costs cannot overflow the solvers' float64 sums; the
+        # kernels refuse NaN / Inf as they read M.
         return 1.0
-    top = float(M.detach().abs().amax())
+    low, high = (float(v) for v in torch.aminmax(M.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError("`M` contains NaN or infinite values")
+    top = max(-low, high)
     limit = torch.finfo(M.dtype).max * 2.0**-32
     if not (math.isfinite(top) and top > limit):
         return 1.0
@@ -242,10 +254,10 @@ def _prepare(a, b, M, numItermax, backend, check_marginals: bool = True):
     return wa, wb, Mb, batched, uniform
 
 
-def _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend):
+def _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend, bounded: bool = False):
     """(cost with gradients, solution)."""
     with torch.no_grad():
-        solution = _solve(wa.detach(), wb.detach(), Mb.detach(), uniform, numItermax, backend)
+        solution = _solve(wa.detach(), wb.detach(), Mb.detach(), uniform, numItermax, backend, bounded)
     return _EMDCost.apply(Mb, wa, wb, solution), solution
 
 
@@ -455,9 +467,8 @@ def wasserstein(
     if p < 1:
         raise ValueError(f"`p` must be >= 1, got {p}")
     check_clouds(x, y, ("x", "y"))
-    for t, name in ((x, "x"), (y, "y")):
-        if not bool(torch.isfinite(t.detach()).all()):
-            raise ValueError(f"`{name}` contains NaN or infinite values")
+    check_finite(x.detach(), "x")
+    check_finite(y.detach(), "y")
     batched = x.dim() == 3
     xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
     # W is homogeneous of degree 1: solved on the clouds divided by a power
@@ -466,9 +477,12 @@ def wasserstein(
     xb, yb = xb / scale, yb / scale
     with torch.no_grad():
         dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
-        M = dist.square() if p == 2.0 else dist.pow(p)
+        M = dist.square_() if p == 2.0 else dist.pow_(p)
+    # |x - y| < 4 sqrt(d) after the scaling: M is finite and needs no headroom
+    # unless p is huge; then the solver's own checks run.
+    bounded = p * math.log2(4 * math.sqrt(x.shape[-1])) < math.log2(torch.finfo(M.dtype).max) - 40
     wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
-    cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend)
+    cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend, bounded)
     _report(sol.status)
     if sol.cols is not None:
         # The assignment's support: (b, i, sigma(i)), weight mass / n each.

@@ -1,4 +1,12 @@
-"""Argument handling shared by fastgan's public functions."""
+"""Argument handling shared by fastgan's public functions, none of it reading tensor values.
+
+Tensor lists and modules (:func:`tensor_list`), layouts, dtypes and devices
+(:func:`check_float_dtype`, :func:`check_same_device`), Python numbers
+(:func:`real_number`, :func:`positive`, :func:`integer`, :func:`positive_int`)
+and the arguments of a spectral normalisation (:func:`spectral_norm_args`):
+each failure a TypeError / ValueError naming the argument. No check here
+synchronises with a GPU, so training-step code may use all of them.
+"""
 
 from __future__ import annotations
 

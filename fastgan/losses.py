@@ -40,7 +40,6 @@ import math
 from collections.abc import Callable
 from typing import ClassVar, Literal, Optional
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

@@ -18,7 +18,6 @@ host synchronisation.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -26,7 +25,7 @@ import torch
 
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, check_same_device, integer, positive, positive_int, real_number
-from fastgan.arrangements import (  # re-exported: fastgan.penalty.<name> as before
+from fastgan.arrangements import (  # noqa: F401  (re-exported: fastgan.penalty.<name> as before)
     _UNSET,
     ARRANGEMENTS,
     AUTO_ARRANGEMENT,

@@ -620,3 +620,31 @@ def test_distributed_data_parallel_matches_one_process(tmp_path):
     assert got.keys() == expected.keys()
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-8)
+
+
+def test_reference_chooses_the_same_layers_by_itself():
+    """fastgan.reference.spectral_norm_all picks its layers with its own rule (it imports
+    nothing of fastgan.nn): the same layers as spectral_norm_all, listed here by hand."""
+    torch.manual_seed(7)
+    done = spectral_norm(nn.Linear(2, 2))  # already parametrized: left alone
+
+    def zoo() -> nn.Module:
+        return nn.ModuleDict({
+            "linear": nn.Linear(3, 4), "bilinear": nn.Bilinear(2, 3, 4), "conv1d": nn.Conv1d(2, 3, 3),
+            "conv2d": nn.Conv2d(2, 3, 3), "conv3d": nn.Conv3d(2, 3, 2), "tconv2d": nn.ConvTranspose2d(2, 3, 3),
+            "embedding": nn.Embedding(5, 3), "norm": nn.LayerNorm(4), "batchnorm": nn.BatchNorm1d(4),
+            "inner": nn.Sequential(nn.ReLU(), nn.Linear(4, 1)), "done": copy.deepcopy(done),
+        })
+
+    expected = {"linear", "bilinear", "conv1d", "conv2d", "conv3d", "tconv2d", "embedding", "inner.1"}
+    for make in (lambda m: spectral_norm_all(m), lambda m: reference.spectral_norm_all(m)):
+        model = make(zoo())
+        normalised = {n for n, m in model.named_modules() if n and n != "done" and hasattr(m, "parametrizations")}
+        assert normalised == expected
+        assert len(model["done"].parametrizations.weight) == 1  # not stacked twice
+        assert model["tconv2d"].parametrizations.weight[0].dim == 1  # ConvTranspose: output channels on dim 1
+    for fn in (spectral_norm_all, reference.spectral_norm_all):
+        with pytest.raises(ValueError, match="no layer with a parameter 'weight'"):
+            fn(nn.Sequential(nn.ReLU(), nn.LayerNorm(3)))
+        with pytest.raises(TypeError, match="`model` must be an nn.Module"):
+            fn("critic")

@@ -7,23 +7,23 @@ samples. The arrangements evaluate the same function in different batches.
 :func:`couples_samples` and :func:`mlp_critic_layers` are the two facts about
 a critic it reads. Calls per step and the double backward's rows:
 
-================  ===============================  =====  ====  ==============================================
-arrangement       critic calls                     rows   SN    picked by ``"auto"`` when, and why
-================  ===============================  =====  ====  ==============================================
-``separate``      D(real), D(fake), D(x_hat)       B      3     the critic couples samples (BatchNorm,
-                                                                ``couples_batch``, not an ``nn.Module``):
-                                                                only separate calls keep its outputs; or it
-                                                                convolves (level with ``pair`` on a 2-core
-                                                                CPU, and each call keeps the batch size)
-``pair``          D([real; fake]), D(x_hat)        B      2     no convolution and not fusable: about 5%
-                                                                faster than ``separate`` (MLP, 2-core CPU)
-``joint``         D([real; fake; x_hat])           3B     1     never: one forward, but the double backward
-                                                                over 3B rows is 1.4-2x slower
-``fused``         none: one ``mlp_critic_penalty``  --     1     an MLP critic (:func:`mlp_critic_layers`) on
-                  op (scores, penalty, gradients)               the CPU, float32 / float64 ``(B, d)`` rows,
-                                                                ``backend="auto"``: each layer's product is
-                                                                shared by the 3B rows; first derivatives only
-================  ===============================  =====  ====  ==============================================
+================  ==================================  =====  ====  ==============================================
+arrangement       critic calls                        rows   SN    picked by ``"auto"`` when, and why
+================  ==================================  =====  ====  ==============================================
+``separate``      D(real), D(fake), D(x_hat)          B      3     the critic couples samples (BatchNorm,
+                                                                   ``couples_batch``, not an ``nn.Module``):
+                                                                   only separate calls keep its outputs; or it
+                                                                   convolves (level with ``pair`` on a 2-core
+                                                                   CPU, and each call keeps the batch size)
+``pair``          D([real; fake]), D(x_hat)           B      2     no convolution and not fusable: about 5%
+                                                                   faster than ``separate`` (MLP, 2-core CPU)
+``joint``         D([real; fake; x_hat])              3B     1     never: one forward, but the double backward
+                                                                   over 3B rows is 1.4-2x slower
+``fused``         none: one ``mlp_critic_penalty``    --     1     an MLP critic (:func:`mlp_critic_layers`) on
+                  op (scores, penalty, gradients)                  the CPU, float32 / float64 ``(B, d)`` rows,
+                                                                   ``backend="auto"``: each layer's product is
+                                                                   shared by the 3B rows; first derivatives only
+================  ==================================  =====  ====  ==============================================
 
 "SN": power-iteration rounds per step under spectral normalisation in
 training mode (:func:`fastgan.nn.spectral_norm` / ``spectral_norm_all`` or
@@ -47,7 +47,7 @@ scores only                        ``gp_weight`` = 0, not fusable              D
 autograd penalty                   ``gp_weight`` > 0, not fusable:             one of the three below
                                    ``Trainer._penalized_scores``
   -- coupled                       the critic couples samples                  separate: 3 calls (3)
-  -- one process group / SN        under torchrun (DDP's reducer expects       joint: 1 call (1)
+  -- DDP or SN                     under torchrun (DDP's reducer expects       joint: 1 call (1)
                                    one forward and one backward) or with
                                    spectral normalisation
   -- otherwise                     no coupling, one process, no SN             pair: 2 calls (no SN)
@@ -58,13 +58,16 @@ forward is a function of its input and parameters alone, every arrangement
 gives the same loss, scores and parameter gradients up to rounding
 (``"joint"`` and ``"pair"`` change the batch a convolution runs on, which
 changes its float32 rounding by about 1e-5 relative; ``"fused"`` gives first
-derivatives only). A critic whose forward changes its own state is another
-function under each arrangement: under spectral normalisation in training
+derivatives only). A critic whose forward changes its own state, or draws
+random numbers (dropout), is another function under each arrangement, as
+the number of its calls differs. Under spectral normalisation in training
 mode the SN column above says how many power-iteration rounds one step runs,
 and each call normalises with the sigma of the rounds run so far, so
 ``"separate"`` and ``"pair"`` give other numbers than ``"joint"`` and
 ``"fused"`` (which agree with each other), and leave other ``u`` / ``v``
-buffers. In evaluation mode (no iteration) all four agree to rounding.
+buffers. In evaluation mode (no iteration) all four agree to rounding
+(``tests/test_penalty.py`` checks both against the normalisation written
+out).
 """
 
 from __future__ import annotations

@@ -1,8 +1,14 @@
-"""Pure-PyTorch references of every fastgan op.
+"""References of fastgan's compiled kernels: plain PyTorch, except ``emd_solve``
+(and ``emd`` / ``emd2`` on it), which solves the linear program with SciPy's
+HiGHS.
 
 Each function has the same signature and contract as the public op it
 mirrors. They are the test oracle, the benchmark baseline and what
-``backend="reference"`` runs.
+``backend="reference"`` runs. ``linear_sum_assignment`` and
+``mlp_critic_penalty`` have none (the tests check them against SciPy and
+torch's autograd); the ops composed of kernels (``ot.wasserstein``, the
+sliced distances, ``SamplesLoss``) have none of their own and are checked
+against POT and GeomLoss.
 """
 
 from fastgan.reference.clip import clip_parameters_

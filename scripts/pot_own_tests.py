@@ -158,6 +158,14 @@ def run_pytest(work: Path, ids: list[str], swap: bool, report: Path) -> dict[str
     return results
 
 
+def print_failures(baseline: list[str], results: dict[str, tuple[str, str]]) -> None:
+    """One line per test of ``baseline`` that did not pass: outcome, node id, message."""
+    for node in baseline:
+        outcome, message = results.get(node, ("missing", ""))
+        if outcome != "passed":
+            print(f"  {outcome}: {node}: {message}")
+
+
 def collect(work: Path, files: list[str]) -> list[str]:
     out = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "--collect-only", "-p", "no:cacheprovider", "-o", "addopts=",
@@ -209,10 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{rel}: {len(passed)} of {len(in_file)} pass with fastgan.ot (POT passes {len(in_file)})")
     print(f"total: {total_pass} of {len(baseline)}")
     if args.failures:
-        for node in baseline:
-            outcome, message = with_fastgan.get(node, ("missing", ""))
-            if outcome != "passed":
-                print(f"  {outcome}: {node}: {message}")
+        print_failures(baseline, with_fastgan)
     if args.json:
         args.json.write_text(json.dumps({"pot": with_pot, "fastgan": with_fastgan}, indent=1))
     shutil.rmtree(work, ignore_errors=True)

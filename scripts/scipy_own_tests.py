@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pot_own_tests import run_pytest  # noqa: E402
+from pot_own_tests import print_failures, run_pytest  # noqa: E402
 
 CONFTEST = '''
 import os
@@ -52,10 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     passed = [node for node in baseline if with_fastgan.get(node, ("missing",))[0] == "passed"]
     print(f"SciPy {scipy.__version__}: test_linear_assignment.py: {len(passed)} of {len(baseline)} pass with fastgan.ot")
     if args.failures:
-        for node in baseline:
-            outcome, message = with_fastgan.get(node, ("missing", ""))
-            if outcome != "passed":
-                print(f"  {outcome}: {node}: {message}")
+        print_failures(baseline, with_fastgan)
     shutil.rmtree(work, ignore_errors=True)
     return 0
 

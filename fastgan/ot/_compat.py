@@ -34,6 +34,7 @@ __all__ = [
     "array_io",
     "check_threads",
     "external_stacklevel",
+    "is_sparse",
     "to_numpy",
 ]
 
@@ -89,7 +90,8 @@ def external_stacklevel() -> int:
     return level
 
 
-def _is_sparse(x: object) -> bool:
+def is_sparse(x: object) -> bool:
+    """Whether ``x`` is a SciPy sparse matrix / array or a torch sparse tensor."""
     if isinstance(x, torch.Tensor):
         return x.layout != torch.strided
     try:
@@ -155,7 +157,7 @@ def array_io(*names: str) -> Callable[[F], F]:
             bound = signature.bind(*args, **kwargs)
             given = {k: bound.arguments[k] for k in names if bound.arguments.get(k) is not None}
             for k, v in given.items():
-                if _is_sparse(v):
+                if is_sparse(v):
                     raise TypeError(
                         f"`{k}` is a sparse matrix; fastgan's solvers take dense arrays "
                         f"(pass `{k}.toarray()` or `{k}.to_dense()`)"

@@ -28,23 +28,14 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-__all__ = ["is_sparse", "solve_sparse", "sparse_cost"]
+from fastgan.ot._compat import is_sparse
+
+__all__ = ["solve_sparse", "sparse_cost"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 RETRIES = 2
 RAISE = 2.0**20
-
-
-def is_sparse(M: object) -> bool:
-    """Whether ``M`` is a SciPy sparse matrix / array or a torch sparse tensor."""
-    if isinstance(M, torch.Tensor):
-        return M.layout != torch.strided
-    try:
-        import scipy.sparse
-    except ImportError:  # pragma: no cover - SciPy is a dependency of the tests only
-        return False
-    return scipy.sparse.issparse(M)
 
 
 def _dense_with_big(M: Any, factor: float) -> tuple[Any, Any]:

@@ -393,3 +393,23 @@ def test_several_targets_wrong_lengths_plans_and_scaler(rng):
         fot.sliced_wasserstein_distance(X_s, X_t, scaler=42)
     np.testing.assert_allclose(fot.sinkhorn_log(a, np.full(m, 1 / m), M, 0.5),
                                ot.bregman.sinkhorn_log(a, np.full(m, 1 / m), M, 0.5), rtol=1e-8, atol=1e-15)
+
+
+def test_warmstart_gives_pots_iterates(rng):
+    """A warm start (log u, log v) starts the iteration where POT starts it: the same
+    iterates (niter, log scalings) and plan, also with few iterations, unconverged."""
+    n, m = (int(v) for v in rng.integers(3, 12, size=2))
+    a, b, M = problem(rng, n, m)
+    warm = (rng.normal(size=n), rng.normal(size=m))
+    for method in ("sinkhorn", "sinkhorn_log"):
+        for iters in (3, 1000):
+            kw = dict(method=method, numItermax=iters, log=True, warn=False, warmstart=warm)
+            (ours, olog), (theirs, tlog) = fot.sinkhorn(a, b, M, 0.4, **kw), ot.sinkhorn(a, b, M, 0.4, **kw)
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-15)
+            assert olog["niter"] == tlog["niter"]
+            for key in ("u", "v") if method == "sinkhorn" else ("log_u", "log_v"):
+                np.testing.assert_allclose(olog[key], tlog[key], rtol=1e-9)
+    cost = fot.sinkhorn2(torch.tensor(a), torch.tensor(b), torch.tensor(M), 0.4, warmstart=warm)
+    np.testing.assert_allclose(float(cost), ot.sinkhorn2(a, b, M, 0.4, warmstart=warm), rtol=1e-9)
+    with pytest.raises(ValueError, match=r"`warmstart\[0\]` must have shape"):
+        fot.sinkhorn(a, b, M, 0.4, warmstart=(np.zeros(n + 1), np.zeros(m)))

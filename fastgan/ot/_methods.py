@@ -30,9 +30,11 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import torch
+
 from fastgan.ot._compat import UnsupportedMethodError
 
-__all__ = ["LOG_SOLVER", "resolve_method"]
+__all__ = ["LOG_SOLVER", "resolve_method", "warm_potentials"]
 
 #: The solver every accepted method runs (recorded in the log as ``solver``).
 LOG_SOLVER = "sinkhorn_log"
@@ -82,3 +84,26 @@ def resolve_method(method: object, numItermax: int, options: dict[str, Any]) -> 
             raise TypeError(f"`numInnerItermax` must be an int, got {type(inner).__name__}")
         return numItermax * int(inner)
     return numItermax
+
+
+def warm_potentials(warmstart: object, M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    r"""POT's ``warmstart``: the initial log scalings ``(log u, log v)``, shapes
+    ``(n,)`` / ``(m,)`` or ``(B, n)`` / ``(B, m)``, as ``(B, n)``, ``(B, m)`` in
+    M's dtype (M is ``(B, n, m)``); None for a cold start.
+
+    Starting the log-domain iteration from them is starting it from zero on
+    :math:`M' = M - \text{reg}(\log u \oplus \log v)` and adding them back to
+    the scalings it returns: the same iterates (the solver does that)."""
+    if warmstart is None:
+        return None
+    if not isinstance(warmstart, (tuple, list)) or len(warmstart) != 2:
+        raise TypeError(f"`warmstart` must be None or a pair (log u, log v), got {type(warmstart).__name__}")
+    out = []
+    for w, size, name in zip(warmstart, M.shape[1:], ("warmstart[0]", "warmstart[1]")):
+        w = torch.as_tensor(w.detach() if isinstance(w, torch.Tensor) else w, dtype=M.dtype, device=M.device)
+        if w.shape not in ((size,), (M.shape[0], size)):
+            raise ValueError(f"`{name}` must have shape ({size},) or ({M.shape[0]}, {size}), got {tuple(w.shape)}")
+        if not bool(torch.isfinite(w).all()):
+            raise ValueError(f"`{name}` contains NaN or infinite values")
+        out.append(w.expand(M.shape[0], size))
+    return out[0], out[1]

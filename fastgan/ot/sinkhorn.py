@@ -37,7 +37,7 @@ from fastgan import _library
 from fastgan._tensors import positive, positive_int
 from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale
 from fastgan.ot._compat import ArrayLike, ConvergenceWarning, array_io, external_stacklevel
-from fastgan.ot._methods import LOG_SOLVER, resolve_method
+from fastgan.ot._methods import LOG_SOLVER, resolve_method, warm_potentials
 
 __all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence", "sinkhorn_log"]
 
@@ -90,7 +90,7 @@ def several_histograms(a, b, M):
     return a, b.T, M.expand(k, n, m), k
 
 
-def _solve(a, b, M, reg, method, max_iter, tol, warn, backend, options):
+def _solve(a, b, M, reg, method, max_iter, tol, warn, backend, options, warmstart=None):
     """Checks the POT-style arguments and runs the solver: (squeeze, M3, a3, b3, reg, results)."""
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
@@ -118,7 +118,12 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend, options):
         a_in, b_in, M_in = a3.detach(), b3.detach(), M3.detach().contiguous()
         if backend == "reference":
             check_finite(M_in, "M")
-        reduced = _reduce_cost(M_in, reg)
+        warm = warm_potentials(warmstart, M_in)
+        M_w = M_in if warm is None else M_in - reg * (warm[0].unsqueeze(2) + warm[1].unsqueeze(1))
+        reduced = _reduce_cost(M_w, reg)
+        if warm is not None:  # the shift is undone as the reduction's is
+            r, c = reg * warm[0], reg * warm[1]
+            reduced = (M_w, r, c) if reduced is None else (reduced[0], reduced[1] + r, reduced[2] + c)
         run_on = M_in if reduced is None else reduced[0]
         if backend == "reference":
             from fastgan import reference
@@ -181,11 +186,11 @@ def _unreduce(out, M, a, reduced, reg: float, tol: float):
     return (log_u, log_v, cost, n_iter, err, converged), (Mr, u, v)
 
 
-def _log_dict(squeeze: bool, histograms: int | None, out, method: str) -> SinkhornLog:
+def _log_dict(squeeze: bool, histograms: int | None, out, method: str, warm: bool = False) -> SinkhornLog:
     log_u, log_v, _cost, n_iter, err, converged = out
-    # POT's Sinkhorn-Knopp starts from u = 1/n where the log domain starts
-    # from log u = 0: every iterate's scalings differ by that factor.
-    shift = math.log(log_u.shape[-1]) if method.lower() == "sinkhorn" else 0.0
+    # POT's Sinkhorn-Knopp starts from u = 1/n (or the warm start) where the log
+    # domain starts from log u = 0 (or the same): the scalings differ by that factor.
+    shift = math.log(log_u.shape[-1]) if method.lower() == "sinkhorn" and not warm else 0.0
     if squeeze:
         log_u, log_v, n_iter, err, converged = log_u[0], log_v[0], n_iter[0], err[0], converged[0]
     elif histograms is not None:  # POT's layout: (n, k) and (m, k)
@@ -211,14 +216,6 @@ def _resolve_aliases(numItermax: int, stopThr: float, max_iter: int | None, tol:
     return numItermax, stopThr
 
 
-def _check_warmstart(warmstart: object) -> None:
-    if warmstart is not None:
-        raise NotImplementedError(
-            "`warmstart` is not offered: fastgan's Sinkhorn starts from zero potentials "
-            "(pass warmstart=None)"
-        )
-
-
 @array_io("M", "a", "b")
 def sinkhorn(
     a: ArrayLike | None,
@@ -231,7 +228,7 @@ def sinkhorn(
     verbose: bool = False,
     log: bool = False,
     warn: bool = True,
-    warmstart: None = None,
+    warmstart: tuple[ArrayLike, ArrayLike] | None = None,
     *,
     max_iter: int | None = None,
     tol: float | None = None,
@@ -275,7 +272,8 @@ def sinkhorn(
             silences it. True by default in :func:`sinkhorn2` too, where POT
             0.9.7 defaults to False: a cost that did not converge is not
             reported silently.
-        warmstart: only None.
+        warmstart: None, or POT's initial log scalings ``(log u, log v)``
+            (``(n,)``, ``(m,)``): the iteration starts there (same iterates as POT).
         options: POT's options of the chosen method (``tau``,
             ``print_period``, ``epsilon0``, ``numInnerItermax``), checked;
             only ``numInnerItermax`` changes the solve (its cap).
@@ -288,10 +286,9 @@ def sinkhorn(
         plan that silently drops their gradient); :func:`sinkhorn2` is.
     """
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
-    _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
     if histograms is not None:
-        return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, backend=backend, **options)
+        return sinkhorn2(a, b, M, reg, method, numItermax, stopThr, verbose, log, warn, warmstart, backend=backend, **options)
     if torch.is_grad_enabled():
         for t, name in ((M, "M"), (a, "a"), (b, "b")):
             if isinstance(t, torch.Tensor) and t.requires_grad:
@@ -300,13 +297,15 @@ def sinkhorn(
                     "grad: detach it (or run under torch.no_grad()), or differentiate the cost "
                     "with fastgan.ot.sinkhorn2"
                 )
-    squeeze, M3, _a3, _b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend, options)
+    squeeze, M3, _a3, _b3, reg, out, stable = _solve(
+        a, b, M, reg, method, numItermax, stopThr, warn, backend, options, warmstart
+    )
     if verbose:
         _verbose(out)
     M_s, log_u, log_v = stable
     plan = torch.exp(log_u.unsqueeze(2) + log_v.unsqueeze(1) - M_s / reg)
     plan = plan[0] if squeeze else plan
-    return (plan, _log_dict(squeeze, None, out, method)) if log else plan
+    return (plan, _log_dict(squeeze, None, out, method, warmstart is not None)) if log else plan
 
 
 @array_io("M", "a", "b")
@@ -321,7 +320,7 @@ def sinkhorn2(
     verbose: bool = False,
     log: bool = False,
     warn: bool = True,
-    warmstart: None = None,
+    warmstart: tuple[ArrayLike, ArrayLike] | None = None,
     *,
     max_iter: int | None = None,
     tol: float | None = None,
@@ -364,18 +363,19 @@ def sinkhorn2(
         log with ``log=True``).
     """
     numItermax, stopThr = _resolve_aliases(numItermax, stopThr, max_iter, tol)
-    _check_warmstart(warmstart)
     a, b, M, histograms = several_histograms(a, b, M)
-    squeeze, M3, a3, b3, reg, out, stable = _solve(a, b, M, reg, method, numItermax, stopThr, warn, backend, options)
+    squeeze, M3, a3, b3, reg, out, stable = _solve(
+        a, b, M, reg, method, numItermax, stopThr, warn, backend, options, warmstart
+    )
     if verbose:
         _verbose(out)
     cost = _SinkhornCost.apply(M3, a3, b3, stable, out[2], reg)
     cost = cost[0] if squeeze else cost
-    return (cost, _log_dict(squeeze, histograms, out, method)) if log else cost
+    return (cost, _log_dict(squeeze, histograms, out, method, warmstart is not None)) if log else cost
 
 
 def sinkhorn_log(a, b, M, reg: float, numItermax: int = 1000, stopThr: float = 1e-9, verbose: bool = False,
-                 log: bool = False, warn: bool = True, warmstart: None = None, **kwargs):
+                 log: bool = False, warn: bool = True, warmstart=None, **kwargs):
     """POT's ``ot.bregman.sinkhorn_log``: :func:`sinkhorn` with ``method="sinkhorn_log"``
     (the plan, and the log with ``log=True``); same arguments and results."""
     return sinkhorn(a, b, M, reg, "sinkhorn_log", numItermax, stopThr, verbose, log, warn, warmstart, **kwargs)

@@ -1,17 +1,20 @@
-"""Atomic checkpoints that load with ``torch.load(weights_only=True)`` and RNG state capture."""
+"""Checkpoints: atomic files that load with ``torch.load(weights_only=True)``, RNG state capture,
+and :class:`Checkpointing`, the :class:`~fastgan.train.trainer.Trainer` methods that save and
+restore a run (models, optimizers, every random stream, the history)."""
 
 from __future__ import annotations
 
 import os
 import random
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-__all__ = ["save_atomic", "load", "capture_rng", "restore_rng"]
+__all__ = ["save_atomic", "load", "capture_rng", "restore_rng", "Checkpointing"]
 
 
 def save_atomic(obj: dict[str, Any], path: str | os.PathLike) -> None:
@@ -98,3 +101,94 @@ def restore_rng(state: dict[str, Any]) -> None:
     )
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class Checkpointing:
+    """``state_dict`` / ``load_state_dict`` / ``save_checkpoint`` / ``resume`` of a trainer.
+
+    Reads and restores the trainer's ``G``, ``D``, ``G_ema``, ``opt_G``, ``opt_D``,
+    ``data``, ``latent_gen``, ``penalty_gen``, ``history``, ``w1_history``, ``elapsed``,
+    ``step``, ``cfg`` and its log window; a resumed run continues bit for bit on the CPU.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs, as tensors and primitive containers."""
+        state: dict[str, Any] = {
+            "step": self.step,
+            "G": self.G.state_dict(),
+            "D": self.D.state_dict(),
+            "opt_G": self.opt_G.state_dict(),
+            "opt_D": self.opt_D.state_dict(),
+            "data": self.data.state_dict(),
+            "latent_gen": self.latent_gen.get_state(),
+            "penalty_gen": self.penalty_gen.get_state(),
+            "rng": capture_rng(),
+            "history": self.history,
+            "w1_history": self.w1_history,
+            "elapsed": self.elapsed,
+            "config": self.cfg.to_dict(),
+            "log_window": {"sums": self._loss_sums, "count": self._loss_count, "g_loss": self._last_g_loss},
+        }
+        if self.G_ema is not None:
+            state["G_ema"] = self.G_ema.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restores a :meth:`state_dict` (models, optimizers, every RNG, history)."""
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.data.load_state_dict(state["data"])
+        self.latent_gen.set_state(state["latent_gen"])
+        self.penalty_gen.set_state(state["penalty_gen"])
+        restore_rng(state["rng"])
+        self.history = {k: list(v) for k, v in state["history"].items()}
+        self.w1_history = {k: list(v) for k, v in state["w1_history"].items()}
+        self.elapsed = float(state.get("elapsed", 0.0))
+        if self.G_ema is not None and "G_ema" in state:
+            self.G_ema.load_state_dict(state["G_ema"])
+        self.step = int(state["step"])
+        window = state.get("log_window")
+        if window is not None:  # losses since the last log record, so the next record matches an unbroken run
+            self._loss_sums = list(window["sums"]) if window["sums"] is not None else None
+            self._loss_count = int(window["count"])
+            self._last_g_loss = window["g_loss"]
+        # The optimizers' hyper-parameters are the configuration's, not the checkpoint's: a
+        # resumed run with another --lr or --betas runs with them (and says so).
+        old = state.get("config", {})
+        changed = [f"{k} {old[k]!r} -> {getattr(self.cfg, k)!r}" for k in ("lr", "lr_g", "betas", "lr_decay")
+                   if k in old and old[k] != (list(self.cfg.betas) if k == "betas" else getattr(self.cfg, k))]
+        if self.cfg.optimizer == "adam":
+            for opt in (self.opt_D, self.opt_G):
+                for group in opt.param_groups:
+                    group["betas"] = tuple(float(b) for b in self.cfg.betas)
+        old_steps = old.get("steps", self.cfg.steps)
+        if self.cfg.lr_decay == "linear" and old.get("lr_decay") == "linear" and old_steps != self.cfg.steps:
+            # The schedule is a function of (step, steps): a new end moves the rates. Say by how much.
+            changed.append(f"steps {old_steps} -> {self.cfg.steps}: the linear decay now ends at step {self.cfg.steps}, so at step "
+                           f"{self.step} the rates go from {self._lr_scale(old_steps):.3g} to {self._lr_scale():.3g} of `lr`")
+        self._set_learning_rates()
+        if changed and self.rank == 0:
+            warnings.warn(f"resumed at step {self.step} with the new optimizer settings: {', '.join(changed)}", stacklevel=2)
+
+    @property
+    def checkpoint_path(self) -> Optional[Path]:
+        """``out/checkpoint.pt`` (None without a run directory)."""
+        return self.out / "checkpoint.pt" if self.out is not None else None
+
+    def save_checkpoint(self, path: Optional[str | os.PathLike] = None) -> Optional[Path]:
+        """Writes :meth:`state_dict` atomically (rank 0 only); returns the path."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or self.rank != 0:
+            return None
+        save_atomic(self.state_dict(), path)
+        return path
+
+    def resume(self, path: Optional[str | os.PathLike] = None) -> bool:
+        """Loads ``path`` (default ``out/checkpoint.pt``) if it exists; returns whether it did."""
+        path = Path(path) if path is not None else self.checkpoint_path
+        if path is None or not path.exists():
+            return False
+        self.load_state_dict(load(path, map_location=self.device))
+        return True

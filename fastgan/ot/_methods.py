@@ -72,7 +72,7 @@ def resolve_method(method: object, numItermax: int, options: dict[str, Any]) -> 
     unknown = sorted(set(options) - set(OPTIONS[name]))
     if unknown:
         raise TypeError(
-            f"method={method!r} got unexpected keyword arguments {unknown}; "
+            f"`{unknown[0]}` is not an option of method={method!r} (unexpected: {unknown}); "
             f"it takes {list(OPTIONS[name]) or 'none besides the common ones'}"
         )
     for key, value in options.items():

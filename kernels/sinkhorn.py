@@ -30,7 +30,7 @@ import triton
 import triton.language as tl
 
 from fastgan.kernels import _checks
-from fastgan.reference.sinkhorn import damping, log_weights, points_cost
+from fastgan.kernels._sinkhorn_host import damping, log_weights, points_cost
 
 BLOCK_N = 32
 BLOCK_M = 64

@@ -1,4 +1,27 @@
-"""Input checks shared by fastgan's optimal-transport functions."""
+r"""Input checks shared by fastgan's optimal-transport functions, and their one rescaling rule.
+
+The rule (:func:`power_of_two_scale`): an OT entry point whose input ``t``
+(a cost matrix, or the points its costs are formed from) may lie far outside
+unit scale solves on ``t / s`` with ``s`` a power of two, and multiplies
+each result homogeneous of degree ``k`` in ``t`` by ``s^k``:
+
+- *what*: ``m = max |t|`` over a problem (or over all problems, where one
+  number must serve the batch); ``s = 2^floor(log2 m)``, so that
+  ``m / s`` lies in ``[1, 2)``;
+- *when*: only where ``m^q``, the magnitude of the degree-``q`` quantity the
+  entry point forms from ``t`` (``q = 1`` for a cost, ``q = p`` for the
+  cost ``|x - y|^p`` of points), lies outside ``[2^-20, 2^20]``, and ``m``
+  is finite and positive; elsewhere ``s = 1`` and nothing is done;
+- *back*: costs and potentials (degree ``q``) times ``s^q``, distances
+  ``W_p`` (degree 1) times ``s``, plans (degree 0) as they are.
+
+Dividing or multiplying by a power of two changes only the exponent of a
+float, so both steps are exact (short of the subnormal range, which the
+rescaled problem keeps away from), and results at any scale are the
+unit-scale results times the scale's power. The reduction of a Sinkhorn
+cost by its row and column minima (``fastgan.ot.sinkhorn``) is another
+operation, a shift that leaves the plan unchanged, not a rescaling.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +56,21 @@ def check_finite(t: torch.Tensor, name: str) -> None:
         raise ValueError(f"`{name}` contains NaN or infinite values")
 
 
+def weights_or_uniform(w: object, count: int, batch: tuple[int, ...], like: torch.Tensor, name: str) -> torch.Tensor:
+    """``w`` checked as ``(*batch, count)`` in the dtype and device of ``like``, or uniform
+    weights 1 / count where it is None or empty (POT's ``[]``)."""
+    if w is None or (not isinstance(w, torch.Tensor) and len(w) == 0) or (
+        isinstance(w, torch.Tensor) and w.numel() == 0 and count > 0
+    ):
+        return torch.full((*batch, count), 1.0 / count, dtype=like.dtype, device=like.device)
+    w = float_tensor(w, name)
+    if w.dtype != like.dtype or w.device != like.device:
+        raise TypeError(f"`{name}` must have the dtype and device of the cost ({like.dtype}, {like.device})")
+    if tuple(w.shape) != (*batch, count):
+        raise ValueError(f"`{name}` must have shape {(*batch, count)}, got {tuple(w.shape)}")
+    return w
+
+
 def mass_tolerance(dtype: torch.dtype, count: int) -> float:
     """The relative mass difference accepted between two sides of ``count`` weights in ``dtype``:
     1e-6, or about sqrt(count) rounding errors where the dtype cannot resolve that."""
@@ -59,14 +97,39 @@ def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, s
         )
 
 
-def power_of_two_scale(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """A power of two s per problem (shape (..., 1, 1), detached) with
-    max(|x|, |y|) / s in [1, 2): dividing clouds (..., n, d) by it is exact,
-    and keeps their distances to the p representable at any finite scale."""
-    m = torch.maximum(x.detach().abs().amax(dim=(-2, -1), keepdim=True), y.detach().abs().amax(dim=(-2, -1), keepdim=True))
-    _, exponent = torch.frexp(m)
+#: Magnitudes ``m^q`` in ``[2^-UNIT_BAND, 2^UNIT_BAND]`` are solved as they are:
+#: within it every dtype's range leaves room for the sums, squares and
+#: quotients the solvers form (float32 reaches 2^-126 .. 2^128).
+UNIT_BAND = 20
+
+
+def power_of_two_scale(*tensors: torch.Tensor, degree: float = 1.0, dims: tuple[int, ...] = (-2, -1)) -> torch.Tensor:
+    r"""The one rescaling rule of fastgan's OT entry points (see the module docstring).
+
+    Args:
+        tensors: the inputs of one shape family, e.g. clouds ``(..., n, d)``
+            and ``(..., m, d)``, or one cost ``(..., n, m)``.
+        degree: ``q``, the degree in the inputs of the quantity formed from
+            them (1 for a cost; ``p`` for ``|x - y|^p``).
+        dims: the dimensions that make one problem (reduced, kept as size 1);
+            all dimensions give one scale for the whole batch.
+
+    Returns:
+        ``s``, detached, of the inputs' shape with ``dims`` of size 1: per
+        problem, 1 where :math:`m^q \in [2^{-20}, 2^{20}]` (or m is 0 or not
+        finite), else :math:`2^{\lfloor \log_2 m 
+floor}` with
+        :math:`m = \max |t|`, so that the inputs divided by it lie in [1, 2).
+    """
+    m = None
+    for t in tensors:
+        top = t.detach().abs().amax(dim=dims, keepdim=True)
+        m = top if m is None else torch.maximum(m, top)
+    mantissa, exponent = torch.frexp(m)  # m = mantissa 2^exponent, mantissa in [0.5, 1)
+    log2_m = (exponent - 1).to(m.dtype) + torch.log2(2 * mantissa)
+    inside = (log2_m * degree).abs() <= UNIT_BAND
     s = torch.ldexp(torch.ones_like(m), exponent - 1)
-    return torch.where(torch.isfinite(m) & (m > 0), s, torch.ones_like(m))
+    return torch.where(torch.isfinite(m) & (m > 0) & ~inside, s, torch.ones_like(m))
 
 
 def root(total: torch.Tensor, p: float) -> torch.Tensor:

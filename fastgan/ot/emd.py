@@ -37,7 +37,9 @@ import torch
 from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import NONFINITE, assign_finite
-from fastgan.ot._checks import check_clouds, check_finite, float_tensor, mass_tolerance, power_of_two_scale, root
+from fastgan.ot._checks import (
+    UNIT_BAND, check_clouds, check_finite, float_tensor, mass_tolerance, power_of_two_scale, root,
+)
 from fastgan.ot._compat import (
     ArrayLike,
     ShapeMismatchError,
@@ -131,13 +133,15 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str, bounded: bool = 
 
     ``uniform`` (both sides uniform) with n = m takes the assignment solver;
     callers pass False where they need the network simplex's duals. Costs
-    near the dtype's maximum would overflow the solvers' sums: they are
-    solved on M divided by a power of two (the same plan), the potentials
-    and the cost multiplied back. For float64 M one pass finds both its
-    range and NaN / Inf (the kernels also refuse NaN / Inf as they read M);
-    ``bounded``: the caller built M finite and far below the limit
+    far outside unit scale (near the dtype's maximum they would overflow the
+    solvers' sums) are rescaled by fastgan.ot's one rule
+    (:func:`~fastgan.ot._checks.power_of_two_scale`, degree 1, one scale for
+    the batch): solved on M / s (the same plan), the potentials and the
+    cost multiplied by s, exactly. One pass finds both M's range and NaN /
+    Inf (the kernels also refuse NaN / Inf as they read M); ``bounded``: the
+    caller built M finite and already within the rule's band
     (:func:`wasserstein`), so that pass is skipped."""
-    scale = _headroom_scale(M) if backend != "reference" and not bounded else 1.0
+    scale = _cost_scale(M) if backend != "reference" and not bounded else 1.0
     if scale == 1.0:
         return _solve_at_scale(a, b, M, uniform, max_iter, backend)
     sol = _solve_at_scale(a, b, M / scale, uniform, max_iter, backend)
@@ -173,21 +177,16 @@ def _solve_at_scale(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Sol
     return _Solution(plan, None, None, u, v, cost, status)
 
 
-def _headroom_scale(M: torch.Tensor) -> float:
-    """1, or the power of two that brings max |M| below 2^-32 of float64's maximum;
+def _cost_scale(M: torch.Tensor) -> float:
+    """The rescaling rule's s for the cost M (degree 1, one scale for the batch);
     a ValueError if M holds NaN or an infinity (the same pass: min and max)."""
-    if M.numel() == 0 or M.dtype != torch.float64:
-        # float32 costs cannot overflow the solvers' float64 sums; the
-        # kernels refuse NaN / Inf as they read M.
+    if M.numel() == 0:
         return 1.0
-    low, high = (float(v) for v in torch.aminmax(M.detach()))
-    if not (math.isfinite(low) and math.isfinite(high)):
+    low, high = torch.aminmax(M.detach())
+    top = torch.maximum(-low, high).reshape(1, 1)  # NaN propagates
+    if not math.isfinite(float(top)):
         raise ValueError("`M` contains NaN or infinite values")
-    top = max(-low, high)
-    limit = torch.finfo(M.dtype).max * 2.0**-32
-    if not (math.isfinite(top) and top > limit):
-        return 1.0
-    return 2.0 ** math.ceil(math.log2(top / limit))
+    return float(power_of_two_scale(top))
 
 
 class _EMDCost(torch.autograd.Function):
@@ -471,16 +470,19 @@ def wasserstein(
     check_finite(y.detach(), "y")
     batched = x.dim() == 3
     xb, yb = (x, y) if batched else (x.unsqueeze(0), y.unsqueeze(0))
-    # W is homogeneous of degree 1: solved on the clouds divided by a power
-    # of two, so that |x - y|^p stays finite for any finite points.
-    scale = power_of_two_scale(xb, yb)
+    # W is homogeneous of degree 1 in the points, its cost |x - y|^p of
+    # degree p: the rescaling rule (per problem) keeps that cost finite for
+    # any finite points; W comes back times s.
+    scale = power_of_two_scale(xb, yb, degree=p)
     xb, yb = xb / scale, yb / scale
     with torch.no_grad():
         dist = torch.cdist(xb, yb, compute_mode="donot_use_mm_for_euclid_dist")
         M = dist.square_() if p == 2.0 else dist.pow_(p)
-    # |x - y| < 4 sqrt(d) after the scaling: M is finite and needs no headroom
-    # unless p is huge; then the solver's own checks run.
-    bounded = p * math.log2(4 * math.sqrt(x.shape[-1])) < math.log2(torch.finfo(M.dtype).max) - 40
+    # After the rule, max |x|^p <= 2^max(20, p), so M = |x - y|^p < (2 sqrt(d))^p 2^max(20, p):
+    # finite and far below the dtype's limit (no scan) unless p is huge; then
+    # the solver's own checks (and the rule on M) run.
+    top = p * math.log2(2 * math.sqrt(x.shape[-1])) + max(float(UNIT_BAND), p)
+    bounded = top < math.log2(torch.finfo(M.dtype).max) - 40
     wa, wb, Mb, _, uniform = _prepare(a, b, M if batched else M[0], numItermax, backend)
     cost, sol = _solve_and_attach(wa, wb, Mb, uniform, numItermax, backend, bounded)
     _report(sol.status)

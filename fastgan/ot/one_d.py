@@ -208,7 +208,7 @@ def _sliced(x, y, a, b, theta, p: float, backend: str, names: tuple[str, ...]):
             raise TypeError(f"`{name}` must be a Tensor or None, got {type(w).__name__}")
         if tuple(w.shape) != tuple(cloud.shape[:-1]):
             raise ValueError(f"`{name}` must have shape {tuple(cloud.shape[:-1])} (one weight a point), got {tuple(w.shape)}")
-    scale = power_of_two_scale(x, y)
+    scale = power_of_two_scale(x, y, degree=p)
     costs = _projected_costs(x / scale, y / scale, a, b, theta, p, backend)
     s = scale[..., 0]
     return root(costs.mean(-1), p) * s[..., 0], costs * s.pow(p)

@@ -1,4 +1,4 @@
-r"""Entropic optimal transport: log-domain Sinkhorn, POT's and GeomLoss's conventions.
+r"""Entropic optimal transport with POT's plan / cost API: :func:`sinkhorn`, :func:`sinkhorn2`, :func:`sinkhorn_log`.
 
 For weights :math:`a \in \mathbb{R}^n_+`, :math:`b \in \mathbb{R}^m_+` of
 equal mass and a cost :math:`C`, the entropic problem
@@ -11,18 +11,22 @@ has the dual potentials :math:`f, g` at which
 Sinkhorn's iterations in the log domain are softmins,
 :math:`f_i \leftarrow -\varepsilon \log \sum_j b_j \exp((g_j - C_{ij}) / \varepsilon)`,
 which fastgan's kernels stream over tiles of columns with a running maximum
-(no overflow at any :math:`\varepsilon`) and, between point clouds, with
-the cost recomputed from the points: memory stays :math:`O((n + m) d)`.
+(no overflow at any :math:`\varepsilon`).
 
-- :func:`sinkhorn` / :func:`sinkhorn2`: POT's ``ot.sinkhorn`` /
-  ``ot.sinkhorn2`` with ``method="sinkhorn_log"`` (``reg`` is
-  :math:`\varepsilon`, the cost is :math:`\langle \pi, M \rangle`), batched.
-- :func:`sinkhorn_divergence`: GeomLoss's ``SamplesLoss("sinkhorn", ...)``
-  between point clouds: :math:`\varepsilon`-scaling, the debiased
-  divergence :math:`S_\varepsilon = \mathrm{OT}_\varepsilon(a, b) -
-  \tfrac12 \mathrm{OT}_\varepsilon(a, a) - \tfrac12 \mathrm{OT}_\varepsilon(b, b)`,
-  and gradients from the final potentials (envelope theorem), never by
-  backpropagating through the iterations; ``reach`` for unbalanced OT.
+- :func:`sinkhorn` / :func:`sinkhorn2` / :func:`sinkhorn_log`: POT's
+  ``ot.sinkhorn`` / ``ot.sinkhorn2`` / ``ot.bregman.sinkhorn_log`` (every
+  ``method`` runs the log-domain iteration, :mod:`fastgan.ot._methods`),
+  batched; ``reg`` is :math:`\varepsilon`, the cost :math:`\langle \pi, M \rangle`.
+- :class:`_SinkhornCost` and :func:`cost_adjoint`: the implicit derivative
+  of that cost (derived in :func:`sinkhorn2`'s docstring).
+
+The problem depends on M and reg only through M / reg, so no rescaling is
+needed; where the range of M / reg is so large that the potentials would
+cancel against it, the cost is reduced by its row and column minima
+(:func:`_reduce_cost`: a shift, which leaves the plan unchanged, not a
+rescale). :func:`sinkhorn_divergence` and :func:`epsilon_schedule` (the
+point-cloud divergence, :mod:`fastgan.ot.sinkhorn_points`) are importable
+from here too.
 """
 
 from __future__ import annotations
@@ -35,9 +39,11 @@ from torch.autograd.function import once_differentiable
 
 from fastgan import _library
 from fastgan._tensors import positive, positive_int
-from fastgan.ot._checks import check_finite, check_weights, float_tensor, power_of_two_scale
+from fastgan.ot import _sinkhorn_ops  # noqa: F401  (the ops' fake impls and autograd)
+from fastgan.ot._checks import check_finite, check_weights, float_tensor, weights_or_uniform
 from fastgan.ot._compat import ArrayLike, ConvergenceWarning, array_io, external_stacklevel
 from fastgan.ot._methods import LOG_SOLVER, resolve_method, warm_potentials
+from fastgan.ot.sinkhorn_points import epsilon_schedule, sinkhorn_divergence  # re-exported: fastgan.ot.sinkhorn's names
 
 __all__ = ["SinkhornLog", "sinkhorn", "sinkhorn2", "sinkhorn_divergence", "sinkhorn_log"]
 
@@ -55,20 +61,6 @@ class SinkhornLog(dict):
     counts), ``err`` (a one-element list: the last column-marginal error;
     POT lists every check's), and fastgan's ``converged`` (bool) and
     ``solver`` (the solver that ran: ``"sinkhorn_log"`` for every method)."""
-
-
-def _weights(w, count: int, batch: tuple[int, ...], like: torch.Tensor, name: str) -> torch.Tensor:
-    """POT accepts an empty list / None for uniform weights."""
-    if w is None or (not isinstance(w, torch.Tensor) and len(w) == 0) or (
-        isinstance(w, torch.Tensor) and w.numel() == 0 and count > 0
-    ):
-        return torch.full((*batch, count), 1.0 / count, dtype=like.dtype, device=like.device)
-    w = float_tensor(w, name)
-    if w.dtype != like.dtype or w.device != like.device:
-        raise TypeError(f"`{name}` must have the dtype and device of the cost ({like.dtype}, {like.device})")
-    if tuple(w.shape) != (*batch, count):
-        raise ValueError(f"`{name}` must have shape {(*batch, count)}, got {tuple(w.shape)}")
-    return w
 
 
 def several_histograms(a, b, M):
@@ -105,8 +97,8 @@ def _solve(a, b, M, reg, method, max_iter, tol, warn, backend, options, warmstar
     squeeze = M.dim() == 2
     M3 = M.unsqueeze(0) if squeeze else M
     batch = tuple(M3.shape[:1])
-    a3 = _weights(a, M3.shape[1], batch if not squeeze else (), M, "a")
-    b3 = _weights(b, M3.shape[2], batch if not squeeze else (), M, "b")
+    a3 = weights_or_uniform(a, M3.shape[1], batch if not squeeze else (), M, "a")
+    b3 = weights_or_uniform(b, M3.shape[2], batch if not squeeze else (), M, "b")
     if squeeze:
         a3, b3 = a3.unsqueeze(0), b3.unsqueeze(0)
     check_weights(a3, b3, ("a", "b"))
@@ -155,11 +147,19 @@ _REDUCE_ABOVE = 1e-3
 
 
 def _reduce_cost(M: torch.Tensor, reg: float):
-    """Where (range of M) / reg is large enough for the dual potentials to cancel
+    r"""Where (range of M) / reg is large enough for the dual potentials to cancel
     catastrophically against M / reg, the reduced cost M' = M - r 1^T - 1 c^T
     (r the row minima, c the column minima of M - r 1^T), which has the same
     entropic plan and a zero in every row and column; None elsewhere.
-    Returns (M', r, c)."""
+    Returns (M', r, c).
+
+    This is a shift, not a rescale (fastgan.ot's one rescaling rule is
+    :func:`~fastgan.ot._checks.power_of_two_scale`): the plan
+    :math:`e^{(f_i + g_j - M_{ij}) / \varepsilon}` is unchanged when
+    :math:`r_i, c_j` move from M into f, g, whatever M's magnitude; what
+    it removes is the spread of M / reg within each row and column, which
+    no scaling of M and reg together changes.
+    """
     if M.numel() == 0:
         return None
     spread = float((M.amax(dim=(1, 2)) - M.amin(dim=(1, 2))).max())
@@ -438,273 +438,3 @@ def cost_adjoint(M, b, log_u, log_v, reg: float, M_stable=None):
     lam_f = -h - (Q @ lam_g.unsqueeze(2)).squeeze(2)
     grad_M = plan * (1 - (M + lam_f.unsqueeze(2) + lam_g.unsqueeze(1)) / reg)
     return grad_M, lam_f, lam_g
-
-
-def epsilon_schedule(p: int, diameter: float, blur: float, scaling: float) -> list[float]:
-    r"""GeomLoss's :math:`\varepsilon`-scaling: diameter^p, then geometric steps of
-    scaling^p from there down to (excluded) blur^p, then blur^p."""
-    start, stop, step = p * math.log(diameter), p * math.log(blur), p * math.log(scaling)
-    count = max(0, math.ceil((stop - start) / step))
-    return [diameter**p] + [math.exp(start + k * step) for k in range(count)] + [blur**p]
-
-
-def _points(t: object, name: str) -> torch.Tensor:
-    t = float_tensor(t, name)
-    if t.dim() not in (2, 3):
-        raise ValueError(f"`{name}` must have shape (n, d) or (B, n, d), got {tuple(t.shape)}")
-    if t.shape[-1] == 0:
-        raise ValueError(f"`{name}` must have at least one feature, got shape {tuple(t.shape)}")
-    return t
-
-
-def sinkhorn_divergence(
-    x: torch.Tensor,
-    y: torch.Tensor,
-    a: torch.Tensor | None = None,
-    b: torch.Tensor | None = None,
-    *,
-    p: int = 2,
-    blur: float = 0.05,
-    scaling: float = 0.5,
-    debias: bool = True,
-    reach: float | None = None,
-    diameter: float | None = None,
-    tol: float | None = None,
-    max_iter: int = 1000,
-    backend: str = "auto",
-) -> torch.Tensor:
-    r"""Sinkhorn divergence between point clouds, GeomLoss's ``SamplesLoss("sinkhorn", ...)``.
-
-    Cost :math:`C(x, y) = \|x - y\|^p / p` (p = 1: computed as
-    :math:`\sqrt{\max(\|x-y\|^2, 10^{-8})}`, GeomLoss's smoothing),
-    :math:`\varepsilon = \text{blur}^p`. With ``debias``,
-
-    .. math:: S_\varepsilon(a, b) = \mathrm{OT}_\varepsilon(a, b)
-        - \tfrac12 \mathrm{OT}_\varepsilon(a, a) - \tfrac12 \mathrm{OT}_\varepsilon(b, b)
-        = \langle a, f_{ab} - f_{aa} \rangle + \langle b, g_{ab} - g_{bb} \rangle,
-
-    else :math:`\mathrm{OT}_\varepsilon(a, b) = \langle a, f \rangle + \langle b, g \rangle`.
-    With ``reach`` (unbalanced OT: the marginal constraints become a KL
-    penalty of strength :math:`\rho = \text{reach}^p`, so mass far from the
-    other cloud may be created or destroyed instead of transported), every
-    softmin is damped by :math:`\rho / (\rho + \varepsilon)` and
-
-    .. math:: S_{\varepsilon,\rho} = (\rho + \tfrac{\varepsilon}{2})
-        \big(\langle a, e^{-f_{aa}/\rho} - e^{-f_{ab}/\rho} \rangle
-        + \langle b, e^{-g_{bb}/\rho} - e^{-g_{ab}/\rho} \rangle\big)
-
-    (without ``debias``, :math:`e^{-f_{aa}/\rho}` and :math:`e^{-g_{bb}/\rho}`
-    are 1): GeomLoss's formula (Séjourné et al. 2019). The masses of a and b
-    may then differ.
-    The symmetric updates run over GeomLoss's schedule: :math:`\varepsilon`
-    from diameter^p down to blur^p by factors scaling^p, one iteration per
-    value, then the potentials are extrapolated once more at blur^p (so the
-    value equals GeomLoss's, not a more converged one). With ``tol``, the
-    iterations continue at blur^p until the potentials of each problem move
-    by at most ``tol`` (up to ``max_iter`` in all).
-
-    Gradients (first order): from the final potentials in one streaming
-    pass, :math:`\nabla_{x_i} S = a_i \sum_j \pi_{ij}/a_i\, \nabla_x C(x_i, y_j)
-    - a_i \sum_k \pi^{aa}_{ik}/a_i\, \nabla_x C(x_i, x_k)`, and
-    :math:`\partial S / \partial a_i = f_{ab,i} - f_{aa,i}` (likewise for y,
-    b): GeomLoss's gradients, never backpropagated through iterations.
-
-    Args:
-        x: ``(n, d)`` or ``(B, n, d)``, float32 or float64, finite.
-        y: ``(m, d)`` or ``(B, m, d)``.
-        a, b: weights ``(n,)`` / ``(B, n)`` and ``(m,)`` / ``(B, m)``, non-negative
-            and of equal mass (any positive masses with ``reach``); None for
-            uniform (1/n, 1/m).
-        p: 1 or 2. blur, scaling: GeomLoss's (scaling in (0, 1)).
-        debias: the debiased divergence (True) or OT_eps (False).
-        reach: None (balanced OT) or a finite length > 0: unbalanced OT
-            with :math:`\rho = \text{reach}^p`; transport over distances
-            well beyond reach is replaced by creating or destroying mass.
-        diameter: the schedule's start; None computes GeomLoss's (the
-            diagonal of the bounding box of all points of the batch).
-        tol, max_iter: optional convergence at the final eps (see above).
-        backend: ``"auto"`` (fastgan's kernels) or ``"reference"`` (PyTorch, stores n x m).
-
-    Returns:
-        ``()`` or ``(B,)``, differentiable once with respect to x, y, a, b.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"`backend` must be one of {BACKENDS}, got {backend!r}")
-    if isinstance(p, bool) or p not in (1, 2):
-        raise ValueError(f"`p` must be 1 or 2, got {p!r}")
-    p = int(p)
-    rho = None if reach is None else positive(reach, "reach") ** p
-    if rho is not None and math.isinf(rho):  # reach^p beyond float range: balanced
-        rho = None
-    blur = positive(blur, "blur")
-    scaling = positive(scaling, "scaling")
-    if scaling >= 1:
-        raise ValueError(f"`scaling` must be in (0, 1), got {scaling}")
-    max_iter = positive_int(max_iter, "max_iter")
-    tol_value = -1.0 if tol is None else positive(tol, "tol", allow_zero=True)
-    x, y = _points(x, "x"), _points(y, "y")
-    if x.dim() != y.dim() or x.shape[:-2] != y.shape[:-2] or x.shape[-1] != y.shape[-1]:
-        raise ValueError(
-            f"`x` {tuple(x.shape)} and `y` {tuple(y.shape)} must share the batch and feature sizes"
-        )
-    if y.dtype != x.dtype or y.device != x.device:
-        raise TypeError(f"`y` has {y.dtype} on {y.device} but `x` has {x.dtype} on {x.device}")
-    if x.shape[-2] == 0 or y.shape[-2] == 0:
-        raise ValueError(f"`x` and `y` need at least one point each, got {tuple(x.shape)} and {tuple(y.shape)}")
-    squeeze = x.dim() == 2
-    x3, y3 = (x.unsqueeze(0), y.unsqueeze(0)) if squeeze else (x, y)
-    batch = () if squeeze else (x3.shape[0],)
-    a3 = _weights(a, x3.shape[1], batch, x, "a")
-    b3 = _weights(b, y3.shape[1], batch, x, "b")
-    if squeeze:
-        a3, b3 = a3.unsqueeze(0), b3.unsqueeze(0)
-    check_finite(x3.detach(), "x")
-    check_finite(y3.detach(), "y")
-    check_weights(a3, b3, ("a", "b"), same_mass=rho is None)
-    if diameter is None:
-        pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
-        # in float64: the float32 norm of a box of side 1e20 overflows
-        diameter = float(torch.linalg.vector_norm((pts.max(0).values - pts.min(0).values).double())) if pts.numel() else 0.0
-        diameter = diameter if diameter > 0 else blur
-    else:
-        diameter = positive(diameter, "diameter")
-    eps_list = epsilon_schedule(p, diameter, blur, scaling)
-    if max_iter < len(eps_list):
-        raise ValueError(f"`max_iter` ({max_iter}) is shorter than the eps schedule ({len(eps_list)} steps)")
-    # S is homogeneous: S(s x, s y; eps s^p, rho s^p) = s^p S(x, y; eps, rho).
-    # Points far outside unit scale are solved divided by a power of two
-    # (exact), so that their costs |x - y|^p / p stay in the dtype's range.
-    unit = float(power_of_two_scale(x3.reshape(1, -1, 1), y3.reshape(1, -1, 1))) if x3.numel() else 1.0
-    if 2.0**-20 <= unit <= 2.0**20:
-        unit = 1.0
-    else:
-        x3, y3 = x3 / unit, y3 / unit
-        eps_list = [e / unit**p for e in eps_list]
-        rho = None if rho is None else rho / unit**p
-        tol_value = tol_value / unit**p if tol_value >= 0 else tol_value
-    info = torch.finfo(x.dtype)
-    if min(eps_list) < info.tiny or max(eps_list) > info.max:
-        raise ValueError(
-            f"`blur`^p = {blur**p:.3g} against the points' diameter^p = {diameter**p:.3g} leaves the "
-            f"range of {x.dtype} (eps from {max(eps_list) * unit**p:.3g} to {min(eps_list) * unit**p:.3g}); "
-            "pass a larger `blur`, or float64 points"
-        )
-    if backend == "reference":
-        from fastgan import reference
-
-        cost = reference.sinkhorn_points(x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho)
-    else:
-        _library.require_kernel("sinkhorn_points", x.device)
-        cost = torch.ops.fastgan.sinkhorn_points.default(
-            x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho
-        )[0]
-    if unit != 1.0:
-        cost = cost * unit**p
-        if not bool(torch.isfinite(cost.detach()).all()):
-            raise ValueError(
-                f"the divergence of `x` and `y` (points up to {unit:.3g}) exceeds the range of {x.dtype}; "
-                "pass float64 points"
-            )
-    return cost[0] if squeeze else cost
-
-
-# ------------------------------------------------------------------ fake impls and autograd
-
-
-def _sinkhorn_log_fake(a, b, M, reg, max_iter, tol):
-    batch, n, m = M.shape
-    return (
-        M.new_empty((batch, n)),
-        M.new_empty((batch, m)),
-        M.new_empty((batch,)),
-        M.new_empty((batch,), dtype=torch.int64),
-        M.new_empty((batch,)),
-        M.new_empty((batch,), dtype=torch.bool),
-    )
-
-
-def _sinkhorn_log_setup(ctx, inputs, output) -> None:
-    ctx.mark_non_differentiable(*output)
-
-
-def _sinkhorn_log_backward(ctx, *grads):
-    raise RuntimeError(
-        "fastgan.ot.sinkhorn / sinkhorn2 are not differentiable; use "
-        "fastgan.ot.sinkhorn_divergence for gradients"
-    )
-
-
-def _softmin_fake(x, y, h, eps, p):
-    return x.new_empty(x.shape[:2])
-
-
-def _points_fake(x, y, a, b, p, eps_list, debias, tol, max_iter, rho=None):
-    batch, n, _ = x.shape
-    m = y.shape[1]
-    pots = (
-        x.new_empty((2, batch, n)),
-        x.new_empty((2, batch, m)),
-        x.new_empty((2, batch, n)) if debias else x.new_empty((0,)),
-        x.new_empty((2, batch, m)) if debias else x.new_empty((0,)),
-    )
-    return x.new_empty((batch,)), *pots, x.new_empty((batch,), dtype=torch.int64)
-
-
-def _points_backward_fake(grad_cost, x, y, a, b, f, g, faa, gbb, p, eps, rho=None):
-    return x.new_empty(x.shape), y.new_empty(y.shape)
-
-
-def _points_setup(ctx, inputs, output) -> None:
-    x, y, a, b, p, eps_list, debias, tol, max_iter = inputs[:9]
-    cost, f, g, faa, gbb, n_iter = output
-    ctx.p, ctx.eps = p, eps_list[-1]
-    ctx.rho = inputs[9] if len(inputs) > 9 else None
-    ctx.save_for_backward(x, y, a, b, f, g, faa, gbb)
-    ctx.mark_non_differentiable(f, g, faa, gbb, n_iter)
-
-
-def _points_backward(ctx, grad_cost, *_):
-    if torch.is_grad_enabled():
-        raise RuntimeError("fastgan.ot.sinkhorn_divergence is differentiable once; create_graph=True is not supported")
-    x, y, a, b, f, g, faa, gbb = ctx.saved_tensors
-    grad_cost = grad_cost.contiguous()
-    gx = gy = ga = gb = None
-    if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-        gx, gy = torch.ops.fastgan.sinkhorn_points_backward.default(
-            grad_cost, x, y, a, b, f, g, faa, gbb, ctx.p, ctx.eps, ctx.rho
-        )
-    if ctx.needs_input_grad[2] or ctx.needs_input_grad[3]:
-        # d cost / d a_i: the term of a_i in the cost (the softmins' log
-        # weights are held constant, as in GeomLoss).
-        ga = grad_cost.unsqueeze(1) * _weight_gradient(f[0], faa[0] if faa.numel() else None, ctx.rho, ctx.eps)
-        gb = grad_cost.unsqueeze(1) * _weight_gradient(g[0], gbb[0] if gbb.numel() else None, ctx.rho, ctx.eps)
-    return gx, gy, ga, gb, None, None, None, None, None, None
-
-
-def _weight_gradient(pot: torch.Tensor, self_pot: torch.Tensor | None, rho: float | None, eps: float) -> torch.Tensor:
-    """d cost / d weight_i at fixed potentials (the envelope theorem).
-
-    Balanced: f - f_aa (f without debias). Unbalanced: (rho + eps)(e^{-f_aa / rho}
-    - e^{-f / rho}) with debias, (rho + eps)(1 - e^{-f / rho}) - eps / 2
-    without (the derivative of the cost as defined, mass terms included).
-    """
-    if rho is None or math.isinf(rho):
-        return pot - self_pot if self_pot is not None else pot
-    if self_pot is None:
-        return (rho + eps) * (1.0 - torch.exp(-pot / rho)) - 0.5 * eps
-    return (rho + eps) * (torch.exp(-self_pot / rho) - torch.exp(-pot / rho))
-
-
-if _library.LOADED:
-    torch.library.register_fake("fastgan::sinkhorn_log")(_sinkhorn_log_fake)
-    torch.library.register_autograd(
-        "fastgan::sinkhorn_log", _sinkhorn_log_backward, setup_context=_sinkhorn_log_setup
-    )
-    torch.library.register_fake("fastgan::sinkhorn_softmin")(_softmin_fake)
-    torch.library.register_fake("fastgan::sinkhorn_points")(_points_fake)
-    torch.library.register_autograd("fastgan::sinkhorn_points", _points_backward, setup_context=_points_setup)
-    torch.library.register_fake("fastgan::sinkhorn_points_backward")(_points_backward_fake)
-    _library.register_triton("sinkhorn_log", "sinkhorn", "sinkhorn_log")
-    _library.register_triton("sinkhorn_softmin", "sinkhorn", "sinkhorn_softmin")
-    _library.register_triton("sinkhorn_points", "sinkhorn", "sinkhorn_points")
-    _library.register_triton("sinkhorn_points_backward", "sinkhorn", "sinkhorn_points_backward")

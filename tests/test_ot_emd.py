@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import ot as pot
 import pytest
@@ -414,3 +416,75 @@ def test_bad_input(generator):
         op(a[None], b[None, :4], M[None], 100)
     with pytest.raises(TypeError, match="`a`"):
         op(a[None].float(), b[None], M[None], 100)
+
+
+# ------------------------------------------------------------------ the rescaling rule
+
+
+def test_power_of_two_scale_is_the_documented_rule(generator):
+    """s = 1 where m^q is in [2^-20, 2^20] (or m is 0 / not finite), else the
+    power of two with m / s in [1, 2): checked against math.frexp, per problem."""
+    from fastgan.ot._checks import UNIT_BAND, power_of_two_scale
+
+    exponents = torch.rand(64, generator=generator, dtype=torch.float64) * 240 - 120
+    mags = torch.exp2(exponents) * torch.where(torch.rand(64, generator=generator) < 0.5, -1.0, 1.0).double()
+    mags = torch.cat((mags, torch.tensor([0.0, 2.0**20, 2.0**-20, 2.0**21, float("inf"), float("nan")], dtype=torch.float64)))
+    for degree in (1.0, 2.0, 3.5):
+        t = torch.zeros(len(mags), 3, 2, dtype=torch.float64)
+        t[:, 1, 0] = mags
+        s = power_of_two_scale(t, degree=degree)
+        assert s.shape == (len(mags), 1, 1)
+        for m, got in zip(mags.tolist(), s.flatten().tolist()):
+            m = abs(m)
+            if m == 0 or not math.isfinite(m) or abs(math.log2(m) * degree) <= UNIT_BAND:
+                assert got == 1.0, (m, degree)
+            else:
+                mantissa, e = math.frexp(m)
+                assert got == 2.0 ** (e - 1) and 1 <= m / got < 2, (m, degree, got)
+    # several inputs: the larger magnitude decides; dims=all gives one scale for the batch
+    x = torch.full((2, 3, 2), 2.0**30, dtype=torch.float64)
+    y = torch.full((2, 4, 2), 2.0**40 * 1.5, dtype=torch.float64)
+    assert power_of_two_scale(x, y).flatten().tolist() == [2.0**40, 2.0**40]
+    assert power_of_two_scale(x, y, dims=(0, 1, 2)).shape == (1, 1, 1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("uniform", [True, False])
+def test_emd_far_from_unit_scale_is_the_unit_answer_times_the_scale(generator, dtype, uniform):
+    """emd's rescaling is lossless: at 2^k the plan is the same and the cost and
+    duals are exactly 2^k times the unit-scale ones; at 1e-30 .. 1e30 POT agrees."""
+    n = 9
+    a = None if uniform else simplex_weights(n, generator).to(dtype)
+    b = None if uniform else simplex_weights(n + (0 if uniform else 2), generator).to(dtype)
+    M = sq_dist(points(n, generator), points(n + (0 if uniform else 2), generator)).to(dtype)
+    plan1, log1 = emd(a, b, M, log=True)
+    cost1 = emd2(a, b, M)
+    for k in (-100, -40, 30, 100) if dtype == torch.float32 else (-1000, -100, 30, 100, 1000):
+        s = 2.0**k
+        plan, log = emd(a, b, M * s, log=True)
+        torch.testing.assert_close(plan, plan1, rtol=0, atol=0)
+        assert float(emd2(a, b, M * s)) == float(cost1) * s, k
+        for key in ("u", "v", "cost"):
+            torch.testing.assert_close(log[key], log1[key] * s, rtol=0, atol=0)
+    an = np.full(n, 1 / n) if uniform else a.double().numpy()
+    bn = np.full(M.shape[1], 1 / M.shape[1]) if uniform else b.double().numpy()
+    for scale in (1e-30, 1e-8, 1e8, 1e30):
+        Ms = M.double() * scale
+        want = pot.emd2(an, bn, Ms.numpy(), numItermax=10**6)
+        got = float(emd2(a if a is None else a.double(), b if b is None else b.double(), Ms))
+        assert got == pytest.approx(want, rel=1e-12), scale
+
+
+def test_wasserstein_far_from_unit_scale_is_the_unit_answer_times_the_scale(generator):
+    """W_p is homogeneous of degree 1 in the points: exact at 2^k, POT at 1e-30 .. 1e30."""
+    x, y = points(12, generator, d=3), points(10, generator, d=3)
+    a, b = simplex_weights(12, generator), simplex_weights(10, generator)
+    for p in (1.0, 2.0, 7.0):
+        w1 = float(wasserstein(x, y, a, b, p=p))
+        for k in (-900, -100, -20, 25, 100, 900):
+            s = 2.0**k
+            assert float(wasserstein(x * s, y * s, a, b, p=p)) == pytest.approx(w1 * s, rel=1e-14, abs=0), (p, k)
+    for scale in (1e-30, 1e30):
+        xs, ys = (x * scale).numpy(), (y * scale).numpy()
+        want = pot.emd2(a.numpy(), b.numpy(), pot.dist(xs, ys)) ** 0.5
+        assert float(wasserstein(x * scale, y * scale, a, b, p=2)) == pytest.approx(want, rel=1e-12), scale

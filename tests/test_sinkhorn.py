@@ -733,3 +733,29 @@ def test_sinkhorn2_gradients_are_the_derivative_of_the_cost(generator):
     with pytest.raises(RuntimeError):  # once differentiable: an error, not zeros
         g = torch.autograd.grad(cost(*leaves), leaves[0], create_graph=True)[0]
         torch.autograd.grad(g.sum(), leaves[0])
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_divergence_far_from_unit_scale_is_the_unit_answer_times_the_scale(generator, p, dtype):
+    """fastgan.ot's rescaling rule (power_of_two_scale, degree p) for points from
+    1e-300 to 1e300: S(s x, s y; blur s) = s^p S(x, y; blur), the unit answer being
+    GeomLoss's; exact at powers of two for p = 2 (p = 1's smoothing of |x - y| at
+    1e-4 is not homogeneous: a few 1e-4 relative)."""
+    x, y = clouds(generator, 15, 11, d=3)
+    loss = geomloss.SamplesLoss("sinkhorn", p=p, blur=0.3, scaling=0.5, backend="tensorized")
+    unit = float(sinkhorn_divergence(x, y, p=p, blur=0.3))
+    assert unit == pytest.approx(float(loss(x, y)), rel=1e-9)
+    top = 29 if dtype == torch.float32 else 299  # s^p and s^-p within the dtype's range
+    scales = [10.0 ** (e / p) for e in (-top, -10, 10, top)] + [2.0 ** (-90 // p), 2.0 ** (90 // p)]
+    rel = {(torch.float64, 2): 1e-12, (torch.float64, 1): 5e-4, (torch.float32, 2): 1e-4, (torch.float32, 1): 5e-4}[dtype, p]
+    at_unit = []
+    for scale in scales:
+        xs, ys = (x * scale).to(dtype), (y * scale).to(dtype)
+        got = float(sinkhorn_divergence(xs, ys, p=p, blur=0.3 * scale))
+        assert got == pytest.approx(unit * scale**p, rel=rel), scale
+        if math.log2(scale).is_integer():
+            at_unit.append(got / scale**p)
+    # two powers of two outside the band bring the points to the same unit-scale
+    # problem (max |x| / s in [1, 2)): the same solve, the same value exactly
+    assert at_unit[0] == at_unit[1]

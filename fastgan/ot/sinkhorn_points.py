@@ -153,30 +153,33 @@ def sinkhorn_divergence(
     check_finite(x3.detach(), "x")
     check_finite(y3.detach(), "y")
     check_weights(a3, b3, ("a", "b"), same_mass=rho is None)
-    if diameter is None:
-        pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
-        # in float64: the float32 norm of a box of side 1e20 overflows
-        diameter = float(torch.linalg.vector_norm((pts.max(0).values - pts.min(0).values).double())) if pts.numel() else 0.0
-        diameter = diameter if diameter > 0 else blur
-    else:
-        diameter = positive(diameter, "diameter")
-    eps_list = epsilon_schedule(p, diameter, blur, scaling)
-    if max_iter < len(eps_list):
-        raise ValueError(f"`max_iter` ({max_iter}) is shorter than the eps schedule ({len(eps_list)} steps)")
     # S is homogeneous: S(s x, s y; eps s^p, rho s^p) = s^p S(x, y; eps, rho).
     # The rescaling rule, of degree p (the cost |x - y|^p / p), one scale
-    # for the batch (the schedule is shared): the cost comes back times s^p.
+    # for the batch (the schedule is shared): the whole solve, the diameter
+    # and the schedule included, runs in units of s; the cost comes back times s^p.
     unit = float(power_of_two_scale(x3, y3, degree=p, dims=(0, 1, 2))) if x3.numel() else 1.0
+    if diameter is None:  # GeomLoss's: the diagonal of the bounding box of all points of the batch
+        pts = torch.cat((x3.detach().reshape(-1, x3.shape[-1]), y3.detach().reshape(-1, x3.shape[-1])))
+        # in float64 (the float32 norm of a box of side 1e20 overflows), in units of s
+        side = (pts.amax(0) - pts.amin(0)).double() / unit if pts.numel() else pts.new_zeros(0)
+        diameter_u = float(torch.linalg.vector_norm(side))
+        diameter_u = diameter_u if diameter_u > 0 else blur / unit
+    else:
+        diameter_u = positive(diameter, "diameter") / unit
+    blur_u = blur / unit
+    in_range = all(0 < v < math.inf for v in (diameter_u, blur_u))
+    eps_list = epsilon_schedule(p, diameter_u, blur_u, scaling) if in_range else [math.inf]
+    if max_iter < len(eps_list):
+        raise ValueError(f"`max_iter` ({max_iter}) is shorter than the eps schedule ({len(eps_list)} steps)")
     if unit != 1.0:
         x3, y3 = x3 / unit, y3 / unit
-        eps_list = [e / unit**p for e in eps_list]
-        rho = None if rho is None else rho / unit**p
-        tol_value = tol_value / unit**p if tol_value >= 0 else tol_value
+        rho = None if rho is None else _in_units(rho, 1 / unit, p)
+        tol_value = _in_units(tol_value, 1 / unit, p) if tol_value >= 0 else tol_value
     info = torch.finfo(x.dtype)
     if min(eps_list) < info.tiny or max(eps_list) > info.max:
         raise ValueError(
-            f"`blur`^p = {blur**p:.3g} against the points' diameter^p = {diameter**p:.3g} leaves the "
-            f"range of {x.dtype} (eps from {max(eps_list) * unit**p:.3g} to {min(eps_list) * unit**p:.3g}); "
+            f"`blur`^p = {blur**p:.3g} against the points' diameter^p = {(diameter_u * unit) ** p:.3g} leaves the "
+            f"range of {x.dtype} (eps from {_in_units(max(eps_list), unit, p):.3g} to {_in_units(min(eps_list), unit, p):.3g}); "
             "pass a larger `blur`, or float64 points"
         )
     if backend == "reference":
@@ -189,10 +192,18 @@ def sinkhorn_divergence(
             x3, y3, a3, b3, p, eps_list, debias, tol_value, max_iter, rho
         )[0]
     if unit != 1.0:
-        cost = cost * unit**p
+        cost = _in_units(cost, unit, p)
         if not bool(torch.isfinite(cost.detach()).all()):
             raise ValueError(
                 f"the divergence of `x` and `y` (points up to {unit:.3g}) exceeds the range of {x.dtype}; "
                 "pass float64 points"
             )
     return cost[0] if squeeze else cost
+
+
+def _in_units(value, factor: float, p: int):
+    """value * factor^p as p exact multiplications by the power of two ``factor``:
+    a product beyond the float range becomes inf (not a Python OverflowError)."""
+    for _ in range(p):
+        value = value * factor
+    return value

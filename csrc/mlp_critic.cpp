@@ -246,6 +246,16 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
       ctx->saved_data["sn_offsets"] = std::vector<int64_t>(sn_offsets.begin(), sn_offsets.end());
     }
     ctx->saved_data["normalized"] = normalized;
+    // The parameters' layouts: each gradient comes back with its parameter's strides
+    // (torch's gradient layout contract, which DDP's buckets rely on).
+    std::vector<int64_t> strides;
+    for (const at::TensorList& params : {weights, biases}) {
+      for (const at::Tensor& p : params) {
+        const at::Tensor dense = p.is_non_overlapping_and_dense() ? p : p.contiguous();
+        strides.insert(strides.end(), dense.strides().begin(), dense.strides().end());
+      }
+    }
+    ctx->saved_data["strides"] = strides;
     ctx->save_for_backward(saved);
     ctx->saved_data["layers"] = layers;
     ctx->saved_data["n_real"] = real.size(0);
@@ -351,12 +361,21 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
         }
       }
     }
-    for (int64_t l = 0; l < layers; ++l) {
-      if (ctx->needs_input_grad(3 + l)) {
-        out[3 + l] = dw[l];
+    // Weight l's strides are entries 2l, 2l + 1 of `strides`, bias l's entry 2 layers + l.
+    const auto strides = ctx->saved_data["strides"].toIntVector();
+    const auto like_param = [&](const at::Tensor& grad, size_t offset) {
+      const c10::IntArrayRef want(strides.data() + offset, grad.dim());
+      if (grad.strides() == want) {
+        return grad;
       }
-      if (ctx->needs_input_grad(3 + layers + l)) {
-        out[3 + layers + l] = db[l];
+      return at::empty_strided(grad.sizes(), want, grad.options()).copy_(grad);
+    };
+    for (int64_t l = 0; l < layers; ++l) {
+      if (ctx->needs_input_grad(3 + l) && dw[l].defined()) {
+        out[3 + l] = like_param(dw[l], 2 * l);
+      }
+      if (ctx->needs_input_grad(3 + layers + l) && db[l].defined()) {
+        out[3 + layers + l] = like_param(db[l], 2 * layers + l);
       }
     }
     return out;

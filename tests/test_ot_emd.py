@@ -422,9 +422,10 @@ def test_bad_input(generator):
 
 
 def test_power_of_two_scale_is_the_documented_rule(generator):
-    """s = 1 where m^q is in [2^-20, 2^20] (or m is 0 / not finite), else the
-    power of two with m / s in [1, 2): checked against math.frexp, per problem."""
-    from fastgan.ot._checks import UNIT_BAND, power_of_two_scale
+    """unit_scale, and per problem power_of_two_scale: s = 1 where m^q is in
+    [2^-20, 2^20] (or m is 0 / not finite), else the power of two with m / s in
+    [1, 2), checked against math.frexp."""
+    from fastgan.ot._checks import UNIT_BAND, power_of_two_scale, unit_scale
 
     exponents = torch.rand(64, generator=generator, dtype=torch.float64) * 240 - 120
     mags = torch.exp2(exponents) * torch.where(torch.rand(64, generator=generator) < 0.5, -1.0, 1.0).double()
@@ -436,6 +437,7 @@ def test_power_of_two_scale_is_the_documented_rule(generator):
         assert s.shape == (len(mags), 1, 1)
         for m, got in zip(mags.tolist(), s.flatten().tolist()):
             m = abs(m)
+            assert unit_scale(m, degree) == got  # per problem, the one rule
             if m == 0 or not math.isfinite(m) or abs(math.log2(m) * degree) <= UNIT_BAND:
                 assert got == 1.0, (m, degree)
             else:

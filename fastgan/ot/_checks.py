@@ -1,6 +1,6 @@
 r"""Input checks shared by fastgan's optimal-transport functions, and their one rescaling rule.
 
-The rule (:func:`power_of_two_scale`): an OT entry point whose input ``t``
+The rule (:func:`unit_scale`; per problem :func:`power_of_two_scale`): an OT entry point whose input ``t``
 (a cost matrix, or the points its costs are formed from) may lie far outside
 unit scale solves on ``t / s`` with ``s`` a power of two, and multiplies
 each result homogeneous of degree ``k`` in ``t`` by ``s^k``:
@@ -103,33 +103,46 @@ def check_weights(a: torch.Tensor, b: torch.Tensor, names: tuple[str, str], *, s
 UNIT_BAND = 20
 
 
-def power_of_two_scale(*tensors: torch.Tensor, degree: float = 1.0, dims: tuple[int, ...] = (-2, -1)) -> torch.Tensor:
-    r"""The one rescaling rule of fastgan's OT entry points (see the module docstring).
+def unit_scale(m: float, degree: float = 1.0) -> float:
+    r"""The one rescaling rule of fastgan's OT entry points (the module docstring), for one magnitude.
 
     Args:
-        tensors: the inputs of one shape family, e.g. clouds ``(..., n, d)``
-            and ``(..., m, d)``, or one cost ``(..., n, m)``.
-        degree: ``q``, the degree in the inputs of the quantity formed from
-            them (1 for a cost; ``p`` for ``|x - y|^p``).
+        m: :math:`\max |t|` of a problem's input.
+        degree: ``q``, the degree in the input of the quantity the entry point
+            forms from it (1 for a cost; ``p`` for ``|x - y|^p``).
+
+    Returns:
+        1.0 where :math:`m^q \in [2^{-20}, 2^{20}]` or m is 0 or not finite;
+        else :math:`s = 2^{\lfloor \log_2 m \rfloor}`, so that m / s is in [1, 2).
+    """
+    if not (0.0 < m < math.inf):
+        return 1.0
+    mantissa, exponent = math.frexp(m)  # m = mantissa 2^exponent, mantissa in [0.5, 1)
+    if abs((exponent - 1 + math.log2(2.0 * mantissa)) * degree) <= UNIT_BAND:
+        return 1.0
+    return math.ldexp(1.0, exponent - 1)
+
+
+def power_of_two_scale(*tensors: torch.Tensor, degree: float = 1.0, dims: tuple[int, ...] = (-2, -1)) -> torch.Tensor:
+    r""":func:`unit_scale` for each problem of a batch.
+
+    Args:
+        tensors: the inputs of one problem family, e.g. clouds ``(..., n, d)``
+            and ``(..., m, d)``, or one cost ``(..., n, m)``; m is the largest
+            magnitude among them, per problem.
+        degree: ``q`` of :func:`unit_scale`.
         dims: the dimensions that make one problem (reduced, kept as size 1);
             all dimensions give one scale for the whole batch.
 
     Returns:
-        ``s``, detached, of the inputs' shape with ``dims`` of size 1: per
-        problem, 1 where :math:`m^q \in [2^{-20}, 2^{20}]` (or m is 0 or not
-        finite), else :math:`2^{\lfloor \log_2 m 
-floor}` with
-        :math:`m = \max |t|`, so that the inputs divided by it lie in [1, 2).
+        ``s`` (no gradient) of the inputs' shape with ``dims`` of size 1, in their dtype.
     """
     m = None
     for t in tensors:
-        top = t.detach().abs().amax(dim=dims, keepdim=True)
+        top = torch.linalg.vector_norm(t.detach(), ord=math.inf, dim=dims, keepdim=True)
         m = top if m is None else torch.maximum(m, top)
-    mantissa, exponent = torch.frexp(m)  # m = mantissa 2^exponent, mantissa in [0.5, 1)
-    log2_m = (exponent - 1).to(m.dtype) + torch.log2(2 * mantissa)
-    inside = (log2_m * degree).abs() <= UNIT_BAND
-    s = torch.ldexp(torch.ones_like(m), exponent - 1)
-    return torch.where(torch.isfinite(m) & (m > 0) & ~inside, s, torch.ones_like(m))
+    scales = [unit_scale(v, degree) for v in m.flatten().tolist()]
+    return torch.tensor(scales, dtype=m.dtype, device=m.device).view(m.shape)
 
 
 def root(total: torch.Tensor, p: float) -> torch.Tensor:

@@ -38,7 +38,7 @@ from fastgan import _library
 from fastgan._tensors import check_float_dtype, positive, positive_int
 from fastgan.ot.assignment import NONFINITE, assign_finite
 from fastgan.ot._checks import (
-    UNIT_BAND, check_clouds, check_finite, float_tensor, mass_tolerance, power_of_two_scale, root,
+    UNIT_BAND, check_clouds, check_finite, float_tensor, mass_tolerance, power_of_two_scale, root, unit_scale,
 )
 from fastgan.ot._compat import (
     ArrayLike,
@@ -135,7 +135,7 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str, bounded: bool = 
     callers pass False where they need the network simplex's duals. Costs
     far outside unit scale (near the dtype's maximum they would overflow the
     solvers' sums) are rescaled by fastgan.ot's one rule
-    (:func:`~fastgan.ot._checks.power_of_two_scale`, degree 1, one scale for
+    (:func:`~fastgan.ot._checks.unit_scale`, degree 1, one scale for
     the batch): solved on M / s (the same plan), the potentials and the
     cost multiplied by s, exactly. One pass finds both M's range and NaN /
     Inf (the kernels also refuse NaN / Inf as they read M); ``bounded``: the
@@ -178,15 +178,17 @@ def _solve_at_scale(a, b, M, uniform: bool, max_iter: int, backend: str) -> _Sol
 
 
 def _cost_scale(M: torch.Tensor) -> float:
-    """The rescaling rule's s for the cost M (degree 1, one scale for the batch);
-    a ValueError if M holds NaN or an infinity (the same pass: min and max)."""
-    if M.numel() == 0:
+    """The rescaling rule's s for the cost M (:func:`~fastgan.ot._checks.unit_scale`,
+    degree 1, one scale for the batch); a ValueError if M holds NaN or an
+    infinity (the same pass: min and max). Float32 costs are solved in
+    float64, whose range no float32 cost and its sums leave: they need no
+    rescaling, and are not read here (the kernels refuse NaN / Inf as they read M)."""
+    if M.numel() == 0 or M.dtype != torch.float64:
         return 1.0
-    low, high = torch.aminmax(M.detach())
-    top = torch.maximum(-low, high).reshape(1, 1)  # NaN propagates
-    if not math.isfinite(float(top)):
+    low, high = (float(v) for v in torch.aminmax(M.detach()))
+    if not (math.isfinite(low) and math.isfinite(high)):
         raise ValueError("`M` contains NaN or infinite values")
-    return float(power_of_two_scale(top))
+    return unit_scale(max(-low, high))
 
 
 class _EMDCost(torch.autograd.Function):

@@ -1,9 +1,10 @@
 r"""Input checks shared by fastgan's optimal-transport functions, and their one rescaling rule.
 
-The rule (:func:`unit_scale`; per problem :func:`power_of_two_scale`): an OT entry point whose input ``t``
-(a cost matrix, or the points its costs are formed from) may lie far outside
-unit scale solves on ``t / s`` with ``s`` a power of two, and multiplies
-each result homogeneous of degree ``k`` in ``t`` by ``s^k``:
+The rule (:func:`unit_scale`; per problem :func:`power_of_two_scale`): an OT
+entry point whose input ``t`` (a cost matrix, or the points its costs are
+formed from) may lie far outside unit scale solves on ``t / s``, ``s`` a
+power of two, and multiplies each result homogeneous of degree ``k`` in
+``t`` by ``s^k``:
 
 - *what*: ``m = max |t|`` over a problem (or over all problems, where one
   number must serve the batch); ``s = 2^floor(log2 m)``, so that
@@ -18,8 +19,16 @@ each result homogeneous of degree ``k`` in ``t`` by ``s^k``:
 Dividing or multiplying by a power of two changes only the exponent of a
 float, so both steps are exact (short of the subnormal range, which the
 rescaled problem keeps away from), and results at any scale are the
-unit-scale results times the scale's power. The reduction of a Sinkhorn
-cost by its row and column minima (``fastgan.ot.sinkhorn``) is another
+unit-scale results times the scale's power.
+
+Where it applies: ``emd`` / ``emd2`` on float64 costs (q = 1, one scale for
+the batch; float32 costs are solved in float64, whose range they cannot
+leave), ``wasserstein`` and the sliced distances on their points (q = p,
+per problem), ``sinkhorn_divergence`` on its points (q = p, one scale for
+the batch, since the eps schedule is shared; the schedule is computed in
+units of s too). ``sinkhorn`` / ``sinkhorn2`` need none: their problem
+depends on M and reg only through M / reg. Their reduction of the cost by
+its row and column minima (``fastgan.ot.sinkhorn._reduce_cost``) is another
 operation, a shift that leaves the plan unchanged, not a rescaling.
 """
 

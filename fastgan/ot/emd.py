@@ -139,8 +139,8 @@ def _solve(a, b, M, uniform: bool, max_iter: int, backend: str, bounded: bool = 
     the batch): solved on M / s (the same plan), the potentials and the
     cost multiplied by s, exactly. One pass finds both M's range and NaN /
     Inf (the kernels also refuse NaN / Inf as they read M); ``bounded``: the
-    caller built M finite and already within the rule's band
-    (:func:`wasserstein`), so that pass is skipped."""
+    caller built M finite and far below the dtype's limit from points the
+    rule has already rescaled (:func:`wasserstein`), so that pass is skipped."""
     scale = _cost_scale(M) if backend != "reference" and not bounded else 1.0
     if scale == 1.0:
         return _solve_at_scale(a, b, M, uniform, max_iter, backend)

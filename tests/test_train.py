@@ -322,18 +322,18 @@ def test_ddp_two_processes_match_one(tmp_path):
             torch.testing.assert_close(two[name][k], v, rtol=0, atol=1e-10, msg=f"{name}.{k}")
 
 
-@pytest.mark.parametrize("algo", ["wgan-gp", "sngan"])
+@pytest.mark.parametrize("algo", sorted(fastgan.train.presets.TOY_RECIPES))
 @pytest.mark.parametrize("data", ["grid25", "ring8", "swissroll"])
 def test_toy_recipes_keep_the_papers_algorithm(algo, data):
     cfg, paper = preset(algo, data=data), preset(algo, data=data, paper_defaults=True)
     for knob, value in fastgan.train.presets.TOY_RECIPES[algo].items():
         assert getattr(cfg, knob) == value, knob
     # loss, regulariser and optimizer family are the paper's
-    for knob in ("loss", "optimizer", "spectral_norm", "clip"):
+    for knob in ("loss", "g_loss", "optimizer", "spectral_norm", "pack"):
         assert getattr(cfg, knob) == getattr(paper, knob), knob
-    assert (cfg.gp_weight > 0) == (paper.gp_weight > 0)
+    assert (cfg.gp_weight > 0) == (paper.gp_weight > 0) and (cfg.clip is None) == (paper.clip is None)
     assert preset(algo, data=data, n_critic=3).n_critic == 3  # overrides win over the recipe
-    assert preset("gan", data=data) == preset("gan", data=data, paper_defaults=True)
+    assert preset("fgan-kl", data=data) == preset("fgan-kl", data=data, paper_defaults=True)
 
 
 def test_normalize_scales_the_data_for_the_models_and_back():

@@ -282,10 +282,21 @@ def test_reg_zero_is_refused(rng):
 
 
 def sparse_problem(rng, n, m, k=2):
-    """A random cost with k edges per row and per column (feasible for any weights
-    only by chance, always for uniform ones), as SciPy COO, and its mask."""
+    """A random cost with k edges per row and per column plus the staircase of the
+    north-west-corner plan between uniform weights (so a plan on the edges exists),
+    as SciPy COO, and its mask."""
     M = rng.random((n, m))
     mask = np.zeros((n, m), dtype=bool)
+    i = j = 0
+    left_a, left_b = m, n  # uniform masses 1/n and 1/m, in units of 1/(n m)
+    while i < n and j < m:
+        mask[i, j] = True
+        shipped = min(left_a, left_b)
+        left_a, left_b = left_a - shipped, left_b - shipped
+        if left_a == 0:
+            i, left_a = i + 1, m
+        if left_b == 0:
+            j, left_b = j + 1, n
     for i in range(n):
         mask[i, rng.choice(m, k, replace=False)] = True
     for j in range(m):

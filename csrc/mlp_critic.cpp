@@ -40,6 +40,7 @@
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <c10/core/GradMode.h>
+#include <c10/util/strides.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -251,8 +252,11 @@ class MlpCriticPenaltyFunction : public torch::autograd::Function<MlpCriticPenal
     std::vector<int64_t> strides;
     for (const at::TensorList& params : {weights, biases}) {
       for (const at::Tensor& p : params) {
-        const at::Tensor dense = p.is_non_overlapping_and_dense() ? p : p.contiguous();
-        strides.insert(strides.end(), dense.strides().begin(), dense.strides().end());
+        // A parameter that is not dense gets contiguous gradients (no copy to learn its strides).
+        const c10::DimVector want = p.is_non_overlapping_and_dense()
+            ? c10::DimVector(p.strides().begin(), p.strides().end())
+            : c10::contiguous_strides(p.sizes());
+        strides.insert(strides.end(), want.begin(), want.end());
       }
     }
     ctx->saved_data["strides"] = strides;

@@ -236,8 +236,9 @@ class Evaluation:
         from fastgan.train import plots
 
         if self._plots is None:
-            self._plots = self.rank == 0 and self.out is not None and plots.available()
-            if self.rank == 0 and self.out is not None and not self._plots:
+            wanted = self.rank == 0 and self.out is not None
+            self._plots = wanted and plots.available()
+            if wanted and not self._plots:
                 warnings.warn(f"matplotlib is not installed: the run writes no plots ({plots.PLOT_EXTRA})", stacklevel=3)
         return self._plots
 

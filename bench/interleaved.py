@@ -13,6 +13,7 @@ printed. The contenders are the ones of the pytest benchmarks named below.
     python bench/interleaved.py train      # bench_train.py: one generator iteration of each algorithm
     python bench/interleaved.py train --only wgan-gp-128   # one algorithm at one width
     python bench/interleaved.py train-images --data mnist  # a generator iteration of each image recipe
+    python bench/interleaved.py image-knobs --data mnist   # the image recipes' step knobs on and off
     python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
     python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
 """
@@ -175,7 +176,27 @@ def train_images(args: argparse.Namespace, device: torch.device) -> None:
                times, {"reference / fastgan": per_round(times, ratio, "reference", "fastgan")})
 
 
-COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train, "train-images": train_images}
+def image_knobs(args: argparse.Namespace, device: torch.device) -> None:
+    """What the image recipe's step knobs save: one generator iteration of each image recipe
+    (``preset(algo, data=--data)``) against the same recipe with ``share_fake`` off (a second
+    generator forward in the generator step), with the penalty over the whole batch
+    (``gp_batch=0``), and with both off at a batch of 64. Per iteration, not per sample."""
+    from fastgan.train import Trainer, preset
+
+    for algo in selected(("wgan-gp", "sngan"), args):
+        base = preset(algo, data=args.data, device=str(device), progress=False, seed=0)
+        variants = {"recipe": {}, "share_fake off": dict(share_fake=False)}
+        if base.gp_weight > 0:
+            variants["gp_batch = batch"] = dict(gp_batch=0)
+        variants["batch 64, both off"] = dict(batch_size=64, gp_batch=0, share_fake=False)
+        trainers = {n: Trainer(base.replace(**kw)) for n, kw in variants.items()}
+        times = rounds({n: (lambda t=t: t.train_steps(1)) for n, t in trainers.items()}, args.rounds, args.calls, device)
+        report(f"image-knobs / {algo} generator iteration / {args.data} ({device.type}, {torch.get_num_threads()} threads)",
+               times, {f"{n} / recipe": per_round(times, ratio, n, "recipe") for n in variants if n != "recipe"})
+
+
+COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train, "train-images": train_images,
+               "image-knobs": image_knobs}
 
 
 def main() -> None:

@@ -69,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
         ("betas", _betas, "Adam betas 'b1,b2'"),
         ("clip", float, "WGAN weight clipping c"),
         ("gp-weight", float, "gradient penalty lambda"),
+        ("gp-batch", int, "interpolates in the gradient penalty (default: the batch)"),
         ("model", str, "mlp, dcgan, sngan-cnn, resnet"),
         ("width", int, "model width"),
         ("depth", int, "MLP hidden layers"),
@@ -94,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in (("spectral-norm", "spectral norm on every critic layer"), ("sigmoid", "final sigmoid in the critic"),
                         ("minibatch-std", "minibatch standard deviation feature"), ("bf16", "bf16 autocast (CUDA)")):
         t.add_argument(f"--{name}", action="store_true", default=None, help=help_)
+    t.add_argument("--share-fake", action=argparse.BooleanOptionalAction, default=None,
+                   help="the generator step reuses the last critic step's fake batch (image recipes: on)")
     t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="2-D data: the models see the data divided by its standard deviation (toy recipes: on)")
 

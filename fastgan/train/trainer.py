@@ -130,6 +130,13 @@ class Trainer(Checkpointing, Evaluation):
         self.local_batch = cfg.batch_size // self.world
         if cfg.pack > 1 and self.local_batch % cfg.pack:
             raise ValueError(f"the per-process batch {self.local_batch} must be a multiple of `pack`={cfg.pack}")
+        gp_batch = cfg.gp_batch or cfg.batch_size
+        if gp_batch > cfg.batch_size or gp_batch % self.world or (gp_batch // self.world) % cfg.pack:
+            raise ValueError(
+                f"`gp_batch`={cfg.gp_batch} must be at most `batch_size`={cfg.batch_size} and a multiple of "
+                f"{self.world} processes x `pack`={cfg.pack}"
+            )
+        self.local_gp_batch = gp_batch // self.world
 
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
@@ -194,6 +201,7 @@ class Trainer(Checkpointing, Evaluation):
         self.generator_loss = losses.get(cfg.g_loss) if cfg.g_loss else self.critic_loss
         self.latent_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.penalty_gen = torch.Generator().manual_seed(cfg.seed + 2)
+        self._shared_fake: Optional[Tensor] = None  # the fake batch the generator step reuses
         self.step = 0
         self.history: dict[str, list[float]] = {k: [] for k in ("step", "d_loss", "g_loss", "wasserstein", "penalty")}
         self.w1_history: dict[str, list[float]] = {
@@ -233,6 +241,8 @@ class Trainer(Checkpointing, Evaluation):
             raise ValueError(f"`dtype` must be 'float32' or 'float64', got {cfg.dtype!r}")
         if cfg.gp_weight < 0:
             raise ValueError(f"`gp_weight` must be >= 0, got {cfg.gp_weight!r}")
+        if cfg.gp_batch < 0:
+            raise ValueError(f"`gp_batch` must be >= 0 (0: the batch), got {cfg.gp_batch!r}")
         if cfg.lr_decay not in LR_DECAYS:
             raise ValueError(f"`lr_decay` must be one of {LR_DECAYS}, got {cfg.lr_decay!r}")
         if not 0 <= cfg.ema < 1:
@@ -256,9 +266,10 @@ class Trainer(Checkpointing, Evaluation):
 
     # ------------------------------------------------------------------ batches
 
-    def _local(self, t: Tensor) -> Tensor:
-        """This process's slice of a global batch."""
-        return t[self.rank * self.local_batch : (self.rank + 1) * self.local_batch].to(self.device, self.dtype)
+    def _local(self, t: Tensor, size: Optional[int] = None) -> Tensor:
+        """This process's slice of a global batch (``size`` rows a process; default the batch's)."""
+        n = self.local_batch if size is None else size
+        return t[self.rank * n : (self.rank + 1) * n].to(self.device, self.dtype)
 
     def _real(self) -> Tensor:
         real = self._local(self.data.sample(self.cfg.batch_size))
@@ -272,16 +283,24 @@ class Trainer(Checkpointing, Evaluation):
 
     # ------------------------------------------------------------------ steps
 
-    def _critic_step(self) -> tuple[Tensor, Tensor, Tensor]:
+    def _critic_step(self, share: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """One critic update. ``share``: the fake batch keeps its generator graph in
+        ``self._shared_fake`` for the generator step that follows (``config.share_fake``)."""
         cfg = self.cfg
         real = self._real()
         z = self._latent()
-        with torch.no_grad(), self._autocast():
-            fake = self.G(z).to(self.dtype)
+        if share:
+            with self._autocast():
+                self._shared_fake = self.G_train(z)
+            fake = self._shared_fake.detach().to(self.dtype)
+        else:
+            with torch.no_grad(), self._autocast():
+                fake = self.G(z).to(self.dtype)
         penalty = torch.zeros((), device=self.device, dtype=self.dtype)
         if cfg.gp_weight > 0:
-            eps = self._local(torch.rand(cfg.batch_size, generator=self.penalty_gen))
-            x_hat = interpolate(real, fake, eps, backend=cfg.backend)
+            h = self.local_gp_batch
+            eps = self._local(torch.rand(cfg.gp_batch or cfg.batch_size, generator=self.penalty_gen), h)
+            x_hat = interpolate(real[:h], fake[:h], eps, backend=cfg.backend)
             if self._mlp_critic is not None:
                 # Scores, input gradients and penalty in one op (fastgan.mlp_critic_penalty).
                 d_real, d_fake, penalty = mlp_critic_penalty(self._mlp_critic, real, fake, x_hat)
@@ -327,17 +346,18 @@ class Trainer(Checkpointing, Evaluation):
                 d_real, d_fake = scores[:m], scores[m:]
                 d_hat = self.D_train(x_hat).to(self.dtype)
         (grads,) = torch.autograd.grad(d_hat.sum(), x_hat, create_graph=True)
-        grads = grads.to(self.dtype).reshape(m, -1)  # one gradient per pack; penalty in float32 (or 64)
+        grads = grads.to(self.dtype).reshape(x_hat.shape[0] // cfg.pack, -1)  # one gradient per pack; penalty in float32 (or 64)
         return d_real, d_fake, cfg.gp_weight * penalty_from_gradients(grads, backend=cfg.backend)
 
     def _generator_step(self) -> Tensor:
-        z = self._latent()
+        fake, self._shared_fake = self._shared_fake, None
+        z = self._latent() if fake is None else None
         real_out = None
         for p in self._d_params:  # no parameter gradients of the critic in the generator step
             p.requires_grad_(False)
         try:
             with self._autocast():
-                fake_out = self.D(self.G_train(z)).to(self.dtype)
+                fake_out = self.D(self.G_train(z) if fake is None else fake).to(self.dtype)
                 if self.generator_loss.generator_needs_real:
                     with torch.no_grad():
                         real_out = self.D(self._real()).to(self.dtype)
@@ -378,8 +398,8 @@ class Trainer(Checkpointing, Evaluation):
         The losses are summed on the device for the next log record (no host sync).
         """
         self._set_learning_rates()
-        for _ in range(self.cfg.n_critic):
-            losses_ = self._critic_step()
+        for i in range(self.cfg.n_critic):
+            losses_ = self._critic_step(share=self.cfg.share_fake and i == self.cfg.n_critic - 1)
             self._loss_sums = list(losses_) if self._loss_sums is None else [a + b for a, b in zip(self._loss_sums, losses_)]
             self._loss_count += 1
         self._last_g_loss = self._generator_step()

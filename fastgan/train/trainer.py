@@ -136,6 +136,7 @@ class Trainer(Checkpointing, Evaluation):
                 f"`gp_batch`={cfg.gp_batch} must be at most `batch_size`={cfg.batch_size} and a multiple of "
                 f"{self.world} processes x `pack`={cfg.pack}"
             )
+        self.gp_batch = gp_batch  #: interpolates in the penalty, over all processes
         self.local_gp_batch = gp_batch // self.world
 
         torch.manual_seed(cfg.seed)
@@ -299,7 +300,7 @@ class Trainer(Checkpointing, Evaluation):
         penalty = torch.zeros((), device=self.device, dtype=self.dtype)
         if cfg.gp_weight > 0:
             h = self.local_gp_batch
-            eps = self._local(torch.rand(cfg.gp_batch or cfg.batch_size, generator=self.penalty_gen), h)
+            eps = self._local(torch.rand(self.gp_batch, generator=self.penalty_gen), h)
             x_hat = interpolate(real[:h], fake[:h], eps, backend=cfg.backend)
             if self._mlp_critic is not None:
                 # Scores, input gradients and penalty in one op (fastgan.mlp_critic_penalty).
@@ -351,13 +352,14 @@ class Trainer(Checkpointing, Evaluation):
 
     def _generator_step(self) -> Tensor:
         fake, self._shared_fake = self._shared_fake, None
-        z = self._latent() if fake is None else None
         real_out = None
         for p in self._d_params:  # no parameter gradients of the critic in the generator step
             p.requires_grad_(False)
         try:
             with self._autocast():
-                fake_out = self.D(self.G_train(z) if fake is None else fake).to(self.dtype)
+                if fake is None:  # no batch shared by the critic step: a fresh one
+                    fake = self.G_train(self._latent())
+                fake_out = self.D(fake).to(self.dtype)
                 if self.generator_loss.generator_needs_real:
                     with torch.no_grad():
                         real_out = self.D(self._real()).to(self.dtype)

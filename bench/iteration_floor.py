@@ -4,7 +4,7 @@ For each algorithm's recipe on ``--data`` (the trainer's defaults: grid25's MLPs
 or the small convolutional models on mnist / digits), times ``--iters`` generator
 iterations (``Trainer.train_steps``, everything a step does) on one and on two
 threads, rounds alternating so that both see the same machine. Then the step's
-matrix products (``aten::mm``, ``addmm``, ``addmm_``, ``bmm``) and convolutions
+matrix products (``aten::mm``, ``addmm``, ``addmm_``, ``bmm``, ``matmul``) and convolutions
 (``aten::convolution`` forward, ``aten::convolution_backward``; the double
 backward of a gradient penalty runs as such calls too) are recorded with their
 shapes and arguments and replayed alone on fresh operands: the floor a step cannot
@@ -18,6 +18,7 @@ elementwise work, normalisation, the optimizer, layout copies and per-op overhea
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 from typing import Callable
@@ -50,6 +51,9 @@ def _nested(e) -> bool:
 def _replay(e) -> Callable[[], object]:
     """A closure that runs the recorded call ``e`` again on fresh operands of its shapes."""
     shapes, args = e.input_shapes, list(e.concrete_inputs)
+    if e.name in ("aten::bmm", "aten::matmul"):
+        a, b = torch.randn(*shapes[0]), torch.randn(*shapes[1])  # batched: torch.matmul broadcasts as the call did
+        return lambda: torch.matmul(a, b)
     if e.name in PRODUCTS:
         mats = [s for s in shapes if len(s) == 2]
         a, b = torch.randn(*mats[-2]), torch.randn(*mats[-1])  # mm: (A, B); addmm / addmm_: (bias or C, A, B)
@@ -80,7 +84,11 @@ def products(trainer: Trainer, iters: int) -> tuple[float, float]:
             if key not in calls:
                 calls[key] = [_replay(e), 0]
             calls[key][1] += 1
-            if e.name in PRODUCTS:
+            if e.name in ("aten::bmm", "aten::matmul"):
+                a, b = e.input_shapes[:2]
+                batch = math.prod(torch.broadcast_shapes(tuple(a[:-2]), tuple(b[:-2])))
+                flops += 2 * batch * a[-2] * a[-1] * b[-1]
+            elif e.name in PRODUCTS:
                 mats = [s for s in e.input_shapes if len(s) == 2]
                 flops += 2 * mats[-2][0] * mats[-2][1] * mats[-1][1]
     best = float("inf")

@@ -52,6 +52,18 @@ TORCH_LIBRARY(fastgan, m) {
       "bias_act_grad(Tensor grad, Tensor x, Tensor? bias, str act, float alpha, "
       "float gain, int dim, int order) -> Tensor");
 
+  // Convolution of images with one channel (csrc/cpu/conv_single_channel.cpp):
+  // x (B, 1, H, W) with weight (O, 1, kh, kw), zero padding, no dilation, one
+  // group -> (B, O, Ho, Wo), as conv2d without bias; and its input gradient
+  // (B, O, Ho, Wo) -> (B, 1, H, W) for an input of input_size (H, W), which is
+  // the transposed convolution with one output channel. Both are linear in
+  // both arguments; autograd (fastgan/nn/conv.py) differentiates each into
+  // the other and torch's weight gradient, to any order.
+  m.def("conv2d_single_channel(Tensor input, Tensor weight, int[2] stride, int[2] padding) -> Tensor");
+  m.def(
+      "conv2d_single_channel_input_grad(Tensor grad, Tensor weight, int[2] stride, int[2] padding, "
+      "int[2] input_size) -> Tensor");
+
   // Exact 1-D optimal transport for B problems: u_values (B, n), v_values
   // (B, m), weights of the same shapes summing to one mass per problem (or
   // both None: uniform). Returns the cost sum over segments of the merged

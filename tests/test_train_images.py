@@ -37,6 +37,21 @@ def test_small_models_shapes_and_layers(size, channels):
     assert small_critic(size, channels, 5, minibatch_std=True)(x).shape == (4,)
 
 
+def test_small_critic_takes_the_configured_normalisation():
+    """`critic_norm` reaches the dcgan-small critic (DCGAN: after every convolution but the first)."""
+    for norm, kind in (("batch", nn.BatchNorm2d), ("layer", nn.LayerNorm)):
+        _, d = build_models("dcgan-small", (1, 28, 28), latent_dim=6, width=5, critic_norm=norm)
+        found = [m for m in d.modules() if isinstance(m, kind)]
+        assert len(found) == 1 and type(d[3]) is kind  # conv, act, conv, norm
+        convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+        assert convs[0].bias is not None and convs[1].bias is None
+        assert d.train()(torch.randn(4, 1, 28, 28)).shape == (4,)
+    with pytest.raises(ValueError, match="unknown normalisation"):
+        build_models("dcgan-small", (1, 28, 28), latent_dim=6, width=5, critic_norm="group")
+    with pytest.raises(ValueError, match="must not use BatchNorm"):
+        _digits(critic_norm="batch")
+
+
 @pytest.mark.parametrize("size", [0, 6, 30, 2.0])
 def test_small_models_refuse_sides_they_cannot_build(size):
     with pytest.raises(ValueError, match="multiple of 4"):

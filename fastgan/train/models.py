@@ -159,17 +159,21 @@ def small_generator(latent_dim: int = 64, size: int = 28, channels: int = 1, wid
     )
 
 
-def small_critic(size: int = 28, channels: int = 1, width: int = 32, *, sigmoid: bool = False, minibatch_std: bool = False) -> nn.Sequential:
+def small_critic(
+    size: int = 28, channels: int = 1, width: int = 32, *, norm: str = "none", sigmoid: bool = False, minibatch_std: bool = False
+) -> nn.Sequential:
     """A DCGAN-style critic for small images: two Conv 4x4 stride 2 + LeakyReLU 0.2, then Linear to one score.
 
-    (N, channels, s, s) -> (N, width, s/2, s/2) -> (N, 2 width, s/4, s/4) -> (N,). No
-    normalisation layer, so every gradient-penalty and spectral-norm critic can use it.
+    (N, channels, s, s) -> (N, width, s/2, s/2) -> (N, 2 width, s/4, s/4) -> (N,).
+    ``norm``: "none" (the default: every gradient-penalty and spectral-norm critic can
+    use it), or "batch" / "layer" after the second convolution, as DCGAN's discriminator
+    normalises every layer but the first.
     """
     b = _small_base(size)
     c = 2 * width
     layers: list[nn.Module] = [
         nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(width, c, 4, 2, 1), nn.LeakyReLU(0.2),
+        nn.Conv2d(width, c, 4, 2, 1, bias=norm == "none"), *_norm2d(norm, c, b), nn.LeakyReLU(0.2),
     ]
     if minibatch_std:
         layers.append(MinibatchStd())
@@ -340,9 +344,9 @@ def build_models(
         raise ValueError(f"model {model!r} takes square (C, H, W) images, got sample shape {shape}")
     c, size = shape[0], shape[1]
     if model == "dcgan-small":
-        critic = small_critic(size, c, width, sigmoid=sigmoid, minibatch_std=minibatch_std)
+        critic = small_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std)
         if pack > 1:
-            critic = nn.Sequential(Pack(pack), small_critic(size, c * pack, width, sigmoid=sigmoid))
+            critic = nn.Sequential(Pack(pack), small_critic(size, c * pack, width, norm=critic_norm, sigmoid=sigmoid))
         return small_generator(latent_dim, size, c, width), critic
     if model == "dcgan":
         critic = dcgan_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std)

@@ -161,6 +161,11 @@ class Trainer(Checkpointing, Evaluation):
                 pack=cfg.pack,
                 minibatch_std=cfg.minibatch_std,
             )
+            if cfg.backend == "auto":
+                # One-channel images: the first critic layer's input gradient and the
+                # generator's last layer through fastgan's kernel (fastgan.nn.conv).
+                fastgan.nn.use_single_channel_convs_(g_built)
+                fastgan.nn.use_single_channel_convs_(d_built)
             generator = generator if generator is not None else g_built
             critic = critic if critic is not None else d_built
         if cfg.gp_weight > 0 and _has_batchnorm(critic):

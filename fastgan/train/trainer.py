@@ -31,6 +31,7 @@ from fastgan.train.checkpoint import Checkpointing
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.evaluation import Evaluation, Rescaled, exact_w1
 from fastgan.train.models import build_models
+from fastgan.train.optim import FusedAdamStep
 from fastgan.train.presets import Config, preset
 
 __all__ = ["Trainer", "TrainingDiverged", "train", "exact_w1", "data_scale", "Rescaled"]
@@ -203,6 +204,7 @@ class Trainer(Checkpointing, Evaluation):
             self._mlp_critic = mlp_critic_layers(self.D)
         self.opt_D = self._optimizer(self.D.parameters(), cfg.lr)
         self.opt_G = self._optimizer(self.G.parameters(), cfg.lr_g or cfg.lr)
+        self._fused_steps: dict[int, FusedAdamStep] = {}
         self.critic_loss = losses.get(cfg.loss)
         self.generator_loss = losses.get(cfg.g_loss) if cfg.g_loss else self.critic_loss
         self.latent_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -270,6 +272,13 @@ class Trainer(Checkpointing, Evaluation):
         fused = self.device.type in ("cpu", "cuda")
         return torch.optim.Adam(params, lr=lr, betas=(float(b1), float(b2)), fused=fused)
 
+    def _update(self, opt: torch.optim.Optimizer) -> FusedAdamStep:
+        """``opt``'s zero_grad and step (fastgan.train.optim.FusedAdamStep), made once per optimizer."""
+        update = self._fused_steps.get(id(opt))
+        if update is None or update.optimizer is not opt:
+            update = self._fused_steps[id(opt)] = FusedAdamStep(opt)
+        return update
+
     # ------------------------------------------------------------------ batches
 
     def _local(self, t: Tensor, size: Optional[int] = None) -> Tensor:
@@ -325,9 +334,10 @@ class Trainer(Checkpointing, Evaluation):
                     d_real, d_fake = scores[:m], scores[m:]
         loss = self.critic_loss.critic(d_real, d_fake) + penalty
         _finite("critic loss", loss.detach(), self.step)
-        self.opt_D.zero_grad(set_to_none=True)
+        update = self._update(self.opt_D)
+        update.zero_grad()
         loss.backward()
-        self.opt_D.step()
+        update.step()
         if cfg.clip is not None:
             fastgan.clip_parameters_(self.D, cfg.clip, backend=cfg.backend)
         return loss.detach(), (d_real.mean() - d_fake.mean()).detach(), penalty.detach()
@@ -370,9 +380,10 @@ class Trainer(Checkpointing, Evaluation):
                         real_out = self.D(self._real()).to(self.dtype)
             loss = self.generator_loss.generator(fake_out, real_out)
             _finite("generator loss", loss.detach(), self.step)
-            self.opt_G.zero_grad(set_to_none=True)
+            update = self._update(self.opt_G)
+            update.zero_grad()
             loss.backward()
-            self.opt_G.step()
+            update.step()
         finally:
             for p in self._d_params:
                 p.requires_grad_(True)

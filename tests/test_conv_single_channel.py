@@ -41,6 +41,16 @@ def _output_padding(h, w, k, s, p):
     return tuple((n + 2 * pp - kk) % ss for n, kk, ss, pp in zip((h, w), _pair(k), _pair(s), _pair(p)))
 
 
+def _first_derivatives(y, y_ref, inputs):
+    """Both outputs' gradients with respect to ``inputs`` (graphs kept), asserted equal."""
+    grad = torch.randn_like(y)
+    ours = torch.autograd.grad(y, inputs, grad, create_graph=True)
+    theirs = torch.autograd.grad(y_ref, inputs, grad, create_graph=True)
+    for a, r in zip(ours, theirs):
+        torch.testing.assert_close(a, r, rtol=0, atol=1e-12)
+    return ours, theirs
+
+
 @pytest.mark.parametrize("geometry", GEOMETRIES)
 def test_conv_and_its_derivatives_match_torch(geometry):
     torch.manual_seed(100 + GEOMETRIES.index(geometry))
@@ -50,11 +60,7 @@ def test_conv_and_its_derivatives_match_torch(geometry):
     bias = torch.randn(o, dtype=F64, requires_grad=True)
     y, y_ref = conv2d_single_channel(x, weight, bias, s, p), F.conv2d(x, weight, bias, s, p)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
-    grad = torch.randn_like(y)
-    ours = torch.autograd.grad(y, (x, weight, bias), grad, create_graph=True)
-    theirs = torch.autograd.grad(y_ref, (x, weight, bias), grad, create_graph=True)
-    for a, r in zip(ours, theirs):
-        torch.testing.assert_close(a, r, rtol=0, atol=1e-12)
+    ours, theirs = _first_derivatives(y, y_ref, (x, weight, bias))
     # A penalty-like second order: d/d(weight) of ||d y / d x||^2 through the input gradient.
     second = torch.autograd.grad(ours[0].square().sum(), (weight, x), allow_unused=True)
     second_ref = torch.autograd.grad(theirs[0].square().sum(), (weight, x), allow_unused=True)
@@ -75,11 +81,7 @@ def test_transposed_conv_and_its_derivatives_match_torch(geometry):
     y_ref = F.conv_transpose2d(x, weight, bias, s, p, op)
     assert y.shape == y_ref.shape == (b, 1, h, w)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
-    grad = torch.randn_like(y)
-    ours = torch.autograd.grad(y, (x, weight, bias), grad, create_graph=True)
-    theirs = torch.autograd.grad(y_ref, (x, weight, bias), grad, create_graph=True)
-    for a, r in zip(ours, theirs):
-        torch.testing.assert_close(a, r, rtol=0, atol=1e-12)
+    ours, theirs = _first_derivatives(y, y_ref, (x, weight, bias))
     second = torch.autograd.grad(ours[0].square().sum() + ours[1].square().sum(), (weight, x))
     second_ref = torch.autograd.grad(theirs[0].square().sum() + theirs[1].square().sum(), (weight, x))
     for a, r in zip(second, second_ref):

@@ -96,8 +96,8 @@ Geometry geometry(
   Geometry g{batch, height, width, kh, kw, stride[0], stride[1], padding[0], padding[1], 0, 0};
   const int64_t span_h = height + 2 * g.ph - kh, span_w = width + 2 * g.pw - kw;
   TORCH_CHECK_VALUE(
-      span_h >= 0 && span_w >= 0, op, ": the ", kh, "x", kw, " kernel is larger than the padded ", height, "x", width,
-      " input");
+      span_h >= 0 && span_w >= 0, op, ": the ", kh, "x", kw, " kernel of `weight` is larger than the padded ", height,
+      "x", width, " input (`padding` ", padding, ")");
   g.out_h = span_h / g.sh + 1;
   g.out_w = span_w / g.sw + 1;
   return g;

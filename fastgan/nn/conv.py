@@ -51,23 +51,39 @@ _OPS = ("conv2d_single_channel", "conv2d_single_channel_input_grad")
 _DTYPES = (torch.float32, torch.float64)
 
 
-def _pair(value: int | tuple[int, ...], name: str) -> tuple[int, int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"`{name}` must be an int or a pair of ints, got {value!r}")
+def _pair(value: int | tuple[int, ...], name: str, minimum: int) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (
+        isinstance(pair, (tuple, list))
+        and len(pair) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+    ):
+        raise TypeError(f"`{name}` must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"`{name}` must be at least {minimum}, got {value!r}")
+    return (int(pair[0]), int(pair[1]))
 
 
-def _check(x: torch.Tensor, weight: torch.Tensor, x_name: str, op: str) -> None:
+def _arguments(op: str, x: torch.Tensor, weight: torch.Tensor, channels: int | None, stride, padding) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Checks ``x`` (B, channels, h, w) against ``weight`` (C, 1, kh, kw); returns (stride, padding) as pairs.
+
+    ``channels``: 1 for a convolution's input, None for a transposed convolution's
+    (then ``weight.shape[0]``)."""
     if not isinstance(x, torch.Tensor) or not isinstance(weight, torch.Tensor):
-        raise TypeError(f"{op}: `{x_name}` and `weight` must be tensors")
+        raise TypeError(f"{op}: `input` and `weight` must be tensors")
     if weight.dim() != 4 or weight.shape[1] != 1:
         raise ValueError(f"{op}: `weight` must be (C, 1, kh, kw), got shape {tuple(weight.shape)}")
+    channels = weight.shape[0] if channels is None else channels
+    if x.dim() != 4 or x.shape[1] != channels:
+        sides = "H, W" if channels == 1 else "h, w"
+        raise ValueError(f"{op}: `input` must be (B, {channels}, {sides}) for a weight of shape {tuple(weight.shape)}, got shape {tuple(x.shape)}")
     if x.device != weight.device:
-        raise ValueError(f"{op}: `{x_name}` is on {x.device} and `weight` on {weight.device}")
-    if x.dtype != weight.dtype:
-        raise TypeError(f"{op}: `{x_name}` is {x.dtype} and `weight` {weight.dtype}")
+        raise ValueError(f"{op}: `input` is on {x.device} and `weight` on {weight.device}")
+    if not x.is_floating_point() or x.dtype != weight.dtype:
+        raise TypeError(f"{op}: `input` and `weight` must share a floating-point dtype, got {x.dtype} and {weight.dtype}")
+    if min(x.shape[2:]) < 1:
+        raise ValueError(f"{op}: `input` has an empty image, shape {tuple(x.shape)}")
+    return _pair(stride, "stride", 1), _pair(padding, "padding", 0)
 
 
 def _fused(x: torch.Tensor) -> bool:
@@ -102,10 +118,12 @@ def conv2d_single_channel(
     gradient, the input gradient (and every derivative order through it) runs
     fastgan's kernel; otherwise this is ``F.conv2d``.
     """
-    _check(input, weight, "input", "conv2d_single_channel")
-    if input.dim() != 4 or input.shape[1] != 1:
-        raise ValueError(f"conv2d_single_channel: `input` must be (B, 1, H, W), got shape {tuple(input.shape)}")
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    stride, padding = _arguments("conv2d_single_channel", input, weight, 1, stride, padding)
+    if any(n + 2 * p < k for n, p, k in zip(input.shape[2:], padding, weight.shape[2:])):
+        raise ValueError(
+            f"conv2d_single_channel: the {tuple(weight.shape[2:])} kernel of `weight` is larger than the padded "
+            f"{tuple(input.shape[2:])} `input` (padding {padding})"
+        )
     if not (_fused(input) and input.requires_grad and torch.is_grad_enabled()):
         # The forward is oneDNN's either way; fastgan's op only changes the input gradient.
         return F.conv2d(input, weight, bias, stride, padding)
@@ -133,21 +151,15 @@ def conv_transpose2d_single_channel(
         (B, 1, H, W), :math:`H = (h - 1) s_h - 2 p_h + k_h + \mathrm{output\_padding}_h`:
         the input gradient of :func:`conv2d_single_channel` with this weight.
     """
-    _check(input, weight, "input", "conv_transpose2d_single_channel")
-    if input.dim() != 4 or input.shape[1] != weight.shape[0]:
-        raise ValueError(
-            f"conv_transpose2d_single_channel: `input` must be (B, {weight.shape[0]}, h, w) for a weight of shape "
-            f"{tuple(weight.shape)}, got shape {tuple(input.shape)}"
-        )
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
-    output_padding = _pair(output_padding, "output_padding")
-    if not _fused(input):
-        return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding)
-    if any(not 0 <= op < s for op, s in zip(output_padding, stride)):
+    stride, padding = _arguments("conv_transpose2d_single_channel", input, weight, None, stride, padding)
+    output_padding = _pair(output_padding, "output_padding", 0)
+    if any(op >= s for op, s in zip(output_padding, stride)):
         raise ValueError(f"conv_transpose2d_single_channel: `output_padding` {output_padding} must be in [0, stride {stride})")
     size = [(n - 1) * s - 2 * p + k + op for n, s, p, k, op in zip(input.shape[2:], stride, padding, weight.shape[2:], output_padding)]
     if min(size) <= 0:
-        raise ValueError(f"conv_transpose2d_single_channel: the output would be {size[0]}x{size[1]}")
+        raise ValueError(f"conv_transpose2d_single_channel: `input` {tuple(input.shape)} with `padding` {padding} gives a {size[0]}x{size[1]} output")
+    if not _fused(input):
+        return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding)
     y = torch.ops.fastgan.conv2d_single_channel_input_grad(input, weight, list(stride), list(padding), size)
     return y if bias is None else y + bias.view(1, -1, 1, 1)
 

@@ -34,37 +34,44 @@ class FusedAdamStep:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
-        groups = optimizer.param_groups
+        self._gather()
+
+    def _gather(self) -> None:
+        """The parameters and whether the fast path applies, read from the optimizer's groups."""
+        opt = self.optimizer
+        groups = opt.param_groups
         self.params: list[torch.Tensor] = [p for g in groups for p in g["params"]]
+        self._sizes = [len(g["params"]) for g in groups]
         group = groups[0] if groups else {}
         self.fast = (
-            type(optimizer) is torch.optim.Adam
+            type(opt) is torch.optim.Adam
             and len(groups) == 1
             and bool(group.get("fused"))
             and all(group.get(k, v) == v for k, v in _PLAIN.items())
             and len({(p.device, p.dtype) for p in self.params}) == 1
         )
 
+    def _current(self) -> list[torch.Tensor]:
+        """The parameters, gathered again when groups or parameters were added since."""
+        if [len(g["params"]) for g in self.optimizer.param_groups] != self._sizes:
+            self._gather()
+        return self.params
+
     def zero_grad(self) -> None:
         """Every parameter's gradient to None (``zero_grad(set_to_none=True)``)."""
-        for p in self.params:
+        for p in self._current():
             p.grad = None
 
     def step(self) -> None:
         """One Adam update of every parameter."""
         opt = self.optimizer
-        groups = opt.param_groups
-        if len(groups) != 1 or len(groups[0]["params"]) != len(self.params):
-            self.__init__(opt)  # parameters were added since: gather them again
-        if not self.fast or opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks:
+        params = self._current()
+        hooks = opt._optimizer_step_pre_hooks or opt._optimizer_step_post_hooks
+        if not self.fast or hooks or _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
             opt.step()
             return
-        if _global_optimizer_pre_hooks or _global_optimizer_post_hooks:
-            opt.step()
-            return
-        state = opt.state
-        states = [state.get(p) for p in self.params]
-        if any(not s for s in states) or any(p.grad is None for p in self.params):
+        states = [opt.state.get(p) for p in params]
+        if any(not s for s in states) or any(p.grad is None for p in params):
             opt.step()  # the first step creates the state
             return
         group = opt.param_groups[0]
@@ -72,8 +79,8 @@ class FusedAdamStep:
         steps = [s["step"] for s in states]
         torch._foreach_add_(steps, 1)
         torch._fused_adam_(
-            self.params,
-            [p.grad for p in self.params],
+            params,
+            [p.grad for p in params],
             [s["exp_avg"] for s in states],
             [s["exp_avg_sq"] for s in states],
             [],

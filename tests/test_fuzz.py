@@ -227,6 +227,57 @@ def test_penalty_from_gradients(data):
     assert_close(result, expected.to(result.dtype), case.dtype, atol=1e-30)  # half precision: a float32 result
 
 
+def _images(data):
+    """(B, C, H, W) with a wrong channel count and empty images now and then."""
+    return data.draw(
+        st.tuples(st.integers(0, 3), st.sampled_from((1, 1, 1, 2)), st.integers(0, 7), st.integers(0, 7)), label="images"
+    )
+
+
+@PROFILE
+@given(st.data())
+def test_single_channel_convs_match_torch(data):
+    """fastgan.nn's one-channel convolution and transposed convolution, forward and input gradient."""
+    transposed = data.draw(st.booleans(), label="transposed")
+    out_channels = data.draw(st.integers(1, 3), label="channels")
+    kernel = data.draw(st.tuples(st.integers(1, 4), st.integers(1, 4)), label="kernel")
+    stride = data.draw(st.sampled_from((1, 2, 3, (1, 2), 0)), label="stride")
+    padding = data.draw(st.sampled_from((0, 1, 2, (0, 1), -1)), label="padding")
+    b, c, h, w = _images(data)
+    shape = (b, out_channels * c if transposed else c, h, w)
+    case = Case(data, st.just(shape), dtypes=(torch.float32, torch.float64, torch.int64))
+    x = case.tensor.detach().requires_grad_(case.dtype in FLOATS)  # its layout kept: contiguous, transposed or expanded
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1), label="weight seed"))
+    weight64 = torch.randn(out_channels, 1, *kernel, dtype=torch.float64, generator=g)
+    weight = weight64.to(case.dtype) if case.dtype in FLOATS else weight64.float()
+    fn = fastgan.nn.conv_transpose2d_single_channel if transposed else fastgan.nn.conv2d_single_channel
+    oracle = torch.nn.functional.conv_transpose2d if transposed else torch.nn.functional.conv2d
+    result, err = outcome(lambda: fn(x, weight, None, stride, padding))
+    s, p = (stride, stride) if isinstance(stride, int) else stride, (padding, padding) if isinstance(padding, int) else padding
+    if transposed:
+        fits = all((n - 1) * ss - 2 * pp + k > 0 for n, ss, pp, k in zip((h, w), s, p, kernel))
+    else:
+        fits = all(n + 2 * pp >= k for n, pp, k in zip((h, w), p, kernel))
+    valid = case.dtype in FLOATS and c == 1 and min(h, w) >= 1 and min(s) >= 1 and min(p) >= 0 and fits
+    if not valid:
+        assert err is not None
+        return
+    assert err is None, err
+    x64 = case.as_float64.detach().requires_grad_(True)
+    expected = oracle(x64, weight64.to(case.dtype).double(), None, s, p)
+    assert result.shape == expected.shape and result.dtype == case.dtype
+    # a sum of k_h k_w (times channels) products: tolerance on the scale of the terms
+    terms = oracle(x64.detach().abs(), weight64.abs(), None, s, p)
+    atol = float(terms[torch.isfinite(terms)].max()) * (1e-6 if case.dtype == torch.float32 else 1e-13) if terms.numel() and torch.isfinite(terms).any() else 0.0
+    finite = torch.isfinite(expected)
+    assert_close(result.detach()[finite], expected.detach()[finite], case.dtype, atol=atol)
+    if result.numel():
+        (gx,) = torch.autograd.grad(result.sum(), x)
+        (gx64,) = torch.autograd.grad(expected.sum(), x64)
+        scale = float(weight64.abs().sum()) * out_channels
+        assert_close(gx, gx64, case.dtype, atol=scale * (1e-6 if case.dtype == torch.float32 else 1e-13))
+
+
 # ------------------------------------------------------------------ optimal transport
 
 

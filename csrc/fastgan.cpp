@@ -38,6 +38,12 @@ TORCH_LIBRARY(fastgan, m) {
       "mlp_critic_penalty(Tensor real, Tensor fake, Tensor x_hat, Tensor[] weights, "
       "Tensor[] biases, float[] alphas, float center, bool one_sided, Tensor? sn_state=None, "
       "int[] sn_indices=[], int[] sn_offsets=[]) -> (Tensor, Tensor, Tensor)");
+  // The same critic's scores D(x) (N,) alone, differentiable once with
+  // respect to x and (when they require it) the weights and biases: a
+  // generator step's evaluation of the critic in one node.
+  m.def(
+      "mlp_critic_scores(Tensor x, Tensor[] weights, Tensor[] biases, float[] alphas, "
+      "Tensor? sn_state=None, int[] sn_indices=[], int[] sn_offsets=[]) -> Tensor");
 
   // Fused bias and activation: gain * act(x + bias), the bias (C,) broadcast
   // along `dim`. act: linear, relu, lrelu, tanh, sigmoid, elu, selu,

@@ -23,6 +23,7 @@ from fastgan.penalty import (
     gradient_penalty,
     mlp_critic_layers,
     mlp_critic_penalty,
+    mlp_critic_scores,
     penalty_from_gradients,
     wgan_gp_critic_loss,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "metrics",
     "mlp_critic_layers",
     "mlp_critic_penalty",
+    "mlp_critic_scores",
     "nn",
     "ot",
     "penalty_from_gradients",

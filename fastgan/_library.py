@@ -115,8 +115,8 @@ def compiled_ops() -> dict[str, list[str]]:
 #: Ops whose CUDA kernel is a Triton kernel from fastgan.kernels.
 TRITON_OPS: set[str] = set()
 #: Ops whose CUDA implementation is composed of torch's CUDA kernels: these
-#: two compiled in C++ from ATen ops, others registered from Python.
-TORCH_OPS_CUDA: set[str] = {"mlp_critic_penalty", "spectral_norm_linear"}
+#: three compiled in C++ from ATen ops, others registered from Python.
+TORCH_OPS_CUDA: set[str] = {"mlp_critic_penalty", "mlp_critic_scores", "spectral_norm_linear"}
 #: Ops whose CUDA implementation runs the CPU kernel on the host.
 HOST_OPS_CUDA: set[str] = set()
 _python_impls: torch.library.Library | None = None

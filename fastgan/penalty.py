@@ -7,8 +7,8 @@ computes the expectation over a batch of gradients in one fused pass, and its
 backward in another, instead of the chain of small ops (flatten, square, sum,
 sqrt, subtract, square, mean) and their backwards that the usual code runs.
 :func:`gradient_penalty` takes it at the points of :func:`penalty_points`;
-:func:`mlp_critic_penalty` evaluates an MLP critic's scores and penalty in one
-op; :func:`wgan_gp_critic_loss` puts them together in the arrangement that
+:func:`fastgan.mlp_critic.mlp_critic_penalty` (re-exported here) evaluates an MLP
+critic's scores and penalty in one op; :func:`wgan_gp_critic_loss` puts them together in the arrangement that
 :mod:`fastgan.arrangements` picks (and explains).
 
 A penalty point that is NaN or infinite makes every one of these penalties
@@ -37,6 +37,7 @@ from fastgan.arrangements import (  # noqa: F401  (re-exported: fastgan.penalty.
     fused_accepts as _fused_accepts,
     mlp_critic_layers,
 )
+from fastgan.mlp_critic import _weight_or_nan, mlp_critic_penalty, mlp_critic_scores  # noqa: F401  (re-exported)
 
 __all__ = [
     "CriticLoss",
@@ -44,6 +45,7 @@ __all__ = [
     "interpolate",
     "mlp_critic_layers",
     "mlp_critic_penalty",
+    "mlp_critic_scores",
     "penalty_from_gradients",
     "penalty_points",
     "wgan_gp_critic_loss",
@@ -280,103 +282,6 @@ def gradient_penalty(
         return penalty * _weight_or_nan(weight, x_hat, penalty.dtype)
 
 
-def _weight_or_nan(weight: float, points: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    r"""``weight`` as a 0-dim tensor of ``dtype``, or NaN when a penalty point is NaN or infinite.
-
-    The penalty is multiplied by it (``weight * penalty`` to the same bits):
-    the gradient autograd gives at such a point is finite for a
-    piecewise-linear critic (a NaN fails every ``x > 0`` test and takes the
-    other slope) and means nothing, so the penalty there is NaN.
-    :math:`\sum_j 0 \cdot x_j` is exactly 0 when every :math:`x_j` is
-    finite and NaN otherwise: one pass over the points, no host
-    synchronisation, no node in the graph beyond the multiplication."""
-    return points.detach().mul(0).sum(dtype=dtype).add_(weight)
-
-
-def mlp_critic_penalty(
-    critic: torch.nn.Module | MlpLayers,
-    real: torch.Tensor,
-    fake: torch.Tensor,
-    x_hat: torch.Tensor | None = None,
-    *,
-    center: float = 1.0,
-    one_sided: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    r"""``critic(real)``, ``critic(fake)`` and the gradient penalty at ``x_hat``, in one fused op.
-
-    For an MLP critic (:func:`mlp_critic_layers`) with piecewise-linear
-    activations, returns :math:`D(x_{real})`, :math:`D(x_{fake})` and
-    :math:`P = \frac1H \sum_i \phi(\|\nabla_x D(\hat x_i)\|_2)`,
-    :math:`\phi(n) = (n - c)^2` (or :math:`\max(0, n - c)^2` when
-    ``one_sided``), equal to what ``critic`` and :func:`gradient_penalty`
-    give, with gradients with respect to the critic's parameters
-    (``loss.backward()`` once; no ``create_graph``). The activations'
-    slopes are constants of the graph, so the input gradient is a linear
-    function of the weights along a fixed path; the op computes it and the
-    parameters' gradients of the penalty directly, in one autograd node,
-    sharing each layer's matrix product between the real, fake and
-    interpolate rows (``fastgan::mlp_critic_penalty``). Under
-    :func:`fastgan.nn.spectral_norm_all` the group's power iteration runs
-    once, as in one forward of ``critic``, and the op uses every W / sigma.
-
-    Args:
-        critic: the MLP (or its :class:`MlpLayers`).
-        real, fake: ``(R, d)`` and ``(F, d)`` samples to score (detached).
-        x_hat: ``(H, d)``, the points of the penalty (detached); None or no
-            rows: no penalty (returned as 0), scores only.
-        center, one_sided: as in :func:`penalty_from_gradients`.
-
-    Returns:
-        ``(d_real, d_fake, penalty)``: scores shaped as the critic returns
-        them ((N,) or (N, 1)) and the unweighted penalty (0-dim).
-
-        The penalty is NaN when a row of ``x_hat`` is NaN or infinite.
-
-    Raises:
-        ValueError: ``critic`` is not such an MLP, or ``center`` is not
-            finite; TypeError: a non-Tensor input or a ``center`` that is not
-            a real number; RuntimeError: bad shapes, dtypes or devices
-            (named), or inputs that require gradients.
-    """
-    layers = critic if isinstance(critic, MlpLayers) else mlp_critic_layers(critic)
-    if layers is None:
-        raise ValueError(
-            "`critic` must be an nn.Sequential of Linear layers and LeakyReLU / ReLU activations "
-            "with one output (see fastgan.mlp_critic_layers)"
-        )
-    for name, t in (("real", real), ("fake", fake), ("x_hat", x_hat)):
-        if not isinstance(t, torch.Tensor) and not (name == "x_hat" and t is None):
-            raise TypeError(f"`{name}` must be a Tensor, got {type(t).__name__}")
-    center = real_number(center, "center")
-    check_same_device({"real": real, "fake": fake, "x_hat": x_hat}, "mlp_critic_penalty")
-    _library.require_kernel("mlp_critic_penalty", real.device)
-    if x_hat is None:
-        x_hat = real.new_empty((0, real.shape[-1]))
-    op = torch.ops.fastgan.mlp_critic_penalty.default
-    args = (real, fake, x_hat, layers.weights, layers.biases, layers.alphas, float(center), bool(one_sided))
-    if layers.group is None:
-        d_real, d_fake, penalty = op(*args)
-    else:
-        group = layers.group
-        group.before_forward(None, ())
-        try:
-            states = [sn._group_state for sn in layers.norms]
-            state = states[0][0]
-            if any(s[0] is not state for s in states):
-                raise RuntimeError(
-                    "mlp_critic_penalty: the critic's spectral-norm layers iterate with different "
-                    "settings (n_power_iterations, eps or train/eval); call the critic instead"
-                )
-            d_real, d_fake, penalty = op(*args, state, [s[1] for s in states], [s[2] for s in states])
-        finally:
-            group.after_forward(None, (), None)
-    if x_hat.numel():
-        penalty = penalty * _weight_or_nan(1.0, x_hat, penalty.dtype)
-    if not layers.flat:
-        d_real, d_fake = d_real.unsqueeze(1), d_fake.unsqueeze(1)
-    return d_real, d_fake, penalty
-
-
 class CriticLoss(NamedTuple):
     """The WGAN-GP critic loss and its parts (all 0-dim tensors)."""
 
@@ -527,12 +432,6 @@ if _library.LOADED:
     def _penalty_fake(grads, center, one_sided):
         dtype = _result_dtype(grads.dtype)
         return grads.new_empty((), dtype=dtype), grads.new_empty((grads.shape[0],), dtype=dtype)
-
-    @torch.library.register_fake("fastgan::mlp_critic_penalty")
-    def _mlp_critic_penalty_fake(
-        real, fake, x_hat, weights, biases, alphas, center, one_sided, sn_state=None, sn_indices=(), sn_offsets=()
-    ):
-        return real.new_empty((real.shape[0],)), fake.new_empty((fake.shape[0],)), real.new_empty(())
 
     @torch.library.register_fake("fastgan::penalty_from_gradients_backward")
     def _penalty_backward_fake(grad_penalty, grads, norms, center, one_sided):

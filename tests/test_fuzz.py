@@ -227,6 +227,46 @@ def test_penalty_from_gradients(data):
     assert_close(result, expected.to(result.dtype), case.dtype, atol=1e-30)  # half precision: a float32 result
 
 
+@PROFILE
+@given(st.data())
+def test_mlp_critic_scores_match_the_module(data):
+    """fastgan.mlp_critic_scores against calling the critic (torch's Linear and LeakyReLU, autograd), values and gradients."""
+    case = Case(data, shapes(1, 3, max_side=5))
+    dtype = case.dtype if case.dtype in (torch.float32, torch.float64) else torch.float32
+    g = torch.Generator().manual_seed(data.draw(st.integers(0, 2**31 - 1), label="critic seed"))
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(((3, 8), (8, 8), (8, 1))):
+        linear = torch.nn.Linear(fan_in, fan_out, dtype=dtype)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(fan_out, fan_in, generator=g))
+            linear.bias.copy_(torch.randn(fan_out, generator=g))
+        layers += [linear] if i == 2 else [linear, torch.nn.LeakyReLU(0.2)]
+    critic = torch.nn.Sequential(*layers)
+    parameters = data.draw(st.booleans(), label="parameters")
+    x = case.tensor.detach().requires_grad_(case.dtype in FLOATS)
+    result, err = outcome(lambda: fastgan.mlp_critic_scores(critic, x, parameters=parameters))
+    if not (case.dtype == dtype and len(case.shape) == 2 and case.shape[1] == 3):
+        assert err is not None
+        return
+    assert err is None, err
+    params = list(critic.parameters())
+    gx, *ours = torch.autograd.grad(result.sum(), [x, *params], allow_unused=True)
+    x_ref = case.tensor.detach().requires_grad_(True)
+    expected = critic(x_ref)
+    (gx_ref,) = torch.autograd.grad(expected.sum(), x_ref, retain_graph=True)
+    theirs = torch.autograd.grad(expected.sum(), params)
+    # the same products in the same dtype: rounding of sums of up to 8 terms of the inputs' scale
+    scale = max(case.scale, 1.0) * (1e-5 if dtype == torch.float32 else 1e-12)
+    assert result.shape == expected.shape and result.dtype == dtype
+    assert_close(result, expected, dtype, atol=scale)
+    assert_close(gx, gx_ref, dtype, atol=1e-5 if dtype == torch.float32 else 1e-12)
+    if parameters:
+        for a, b in zip(ours, theirs):
+            assert_close(a, b, dtype, atol=scale * 10)
+    else:  # the node does not reach the critic's parameters
+        assert all(a is None for a in ours)
+
+
 def _images(data):
     """(B, C, H, W) with a wrong channel count and empty images now and then."""
     return data.draw(

@@ -125,7 +125,7 @@ LAYERS = [
     ("fastgan.reference",),
     ("fastgan.kernels",),
     ("fastgan.nn",),
-    ("fastgan.f_divergences", "fastgan.losses", "fastgan.divergences", "fastgan.clip", "fastgan.arrangements", "fastgan.penalty"),
+    ("fastgan.f_divergences", "fastgan.losses", "fastgan.divergences", "fastgan.clip", "fastgan.arrangements", "fastgan.mlp_critic", "fastgan.penalty"),
     ("fastgan.ot", "fastgan.metrics"),
     ("fastgan", "fastgan.info", "fastgan.train", "fastgan.__main__"),
 ]

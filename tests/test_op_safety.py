@@ -83,13 +83,16 @@ class SnProblem:
             state, [index, 1], [offset, 2 + H + K],
         )
 
+    def mlp_critic_scores(self, state, index=0, offset=2):
+        return ops.mlp_critic_scores(self.x, [self.w0, self.w1], [self.b0, self.b1], [0.2], state, [index, 1], [offset, 2 + H + K])
 
-SN_OPS = ["scale", "scale_backward", "linear", "mlp_critic_penalty"]
-STATE_NAME = {"mlp_critic_penalty": "sn_state"}
+
+SN_OPS = ["scale", "scale_backward", "linear", "mlp_critic_penalty", "mlp_critic_scores"]
+STATE_NAME = {"mlp_critic_penalty": "sn_state", "mlp_critic_scores": "sn_state"}
 
 
 def sn_oracles(p: SnProblem):
-    """Independent values of the four ops on the valid state (torch autograd for the critic)."""
+    """Independent values of the five ops on the valid state (torch autograd for the critic)."""
     st = p.state
     sigma0, sigma1 = st[0], st[1]
     u, v = st[2 : 2 + H], st[2 + H : 2 + H + K]
@@ -107,6 +110,7 @@ def sn_oracles(p: SnProblem):
         "scale_backward": p.grad / sigma0 - coef * torch.outer(u, v),
         "linear": p.x @ w0n.T + p.b0,
         "mlp_critic_penalty": (critic(p.x).view(-1), critic(p.x[:2]).view(-1), penalty),
+        "mlp_critic_scores": critic(p.x).view(-1).detach(),
     }
 
 
@@ -238,6 +242,10 @@ def test_mlp_critic_penalty_reads_strided_inputs(device, generator):
     )
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e)
+    got = ops.mlp_critic_scores(
+        strided(p.x), [strided(p.w0), p.w1.t().contiguous().t()], [strided(p.b0), p.b1], [0.2], p.state, [0, 1], [2, 2 + H + K]
+    )
+    torch.testing.assert_close(got, sn_oracles(p)["mlp_critic_scores"])
 
 
 # ---------------------------------------------------------------- gradient penalty

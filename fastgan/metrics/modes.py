@@ -159,6 +159,13 @@ def sample_mixture(
         w = float_tensor(weights, "weights", dims=1).double().cpu()
         if w.shape[0] != c.shape[0] or bool((w < 0).any()) or w.sum() <= 0:
             raise ValueError("`weights` must hold one non-negative weight per centre, not all zero")
-    modes = torch.multinomial(w, n, replacement=True, generator=generator)
-    noise = torch.randn(n, c.shape[1], generator=generator, dtype=torch.float64)
-    return (c.double()[modes] + sigma * noise).to(c.dtype)
+    return draw_mixture(c.double(), w, sigma, n, generator, c.dtype)
+
+
+def draw_mixture(
+    centres: Tensor, weights: Tensor, sigma: float, n: int, generator: Optional[torch.Generator], dtype: torch.dtype
+) -> Tensor:
+    """:func:`sample_mixture`'s draw from checked arguments: float64 ``centres`` (K, d) and ``weights`` (K,) on the CPU."""
+    modes = torch.multinomial(weights, n, replacement=True, generator=generator)
+    noise = torch.randn(n, centres.shape[1], generator=generator, dtype=torch.float64)
+    return (centres[modes] + sigma * noise).to(dtype)

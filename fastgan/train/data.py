@@ -17,7 +17,9 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from fastgan.metrics import grid_centres, ring_centres, sample_mixture
+from fastgan._checks import float_tensor, positive_int
+from fastgan.metrics import grid_centres, ring_centres
+from fastgan.metrics.modes import draw_mixture
 
 __all__ = [
     "DataSource",
@@ -84,13 +86,21 @@ class MixtureData(DataSource):
             raise ValueError("`centres` must be a non-empty (K, d) tensor")
         if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"`sigma` must be a finite number > 0, got {sigma!r}")
-        self.centres = centres.float()
+        self.centres = float_tensor(centres.float(), "centres", dims=2)
         self.sigma = float(sigma)
         self.shape = (centres.shape[1],)
         self.name = name
+        self._draw_args: tuple = (None, None, None)  # (centres, their float64 copy, weights)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        return sample_mixture(self.centres, self.sigma, n, generator=generator or self.generator)
+        """``n`` points, as :func:`fastgan.metrics.sample_mixture` draws them (the centres checked once)."""
+        n = positive_int(n, "n", minimum=0)
+        source, centres64, weights = self._draw_args
+        if source is not self.centres:  # first call, or new centres: check and convert them once
+            centres64 = float_tensor(self.centres, "centres", dims=2).cpu().double()
+            weights = torch.ones(centres64.shape[0], dtype=torch.float64)
+            self._draw_args = (self.centres, centres64, weights)
+        return draw_mixture(centres64, weights, self.sigma, n, generator or self.generator, self.centres.dtype)
 
     def log_density(self, points: Tensor) -> Tensor:
         """Log density of the mixture at (M, d) ``points`` (for plots)."""

@@ -26,7 +26,14 @@ from torch import Tensor, nn
 
 import fastgan
 from fastgan import losses
-from fastgan.penalty import couples_samples, interpolate, mlp_critic_layers, mlp_critic_penalty, penalty_from_gradients
+from fastgan.penalty import (
+    couples_samples,
+    interpolate,
+    mlp_critic_layers,
+    mlp_critic_penalty,
+    mlp_critic_scores,
+    penalty_from_gradients,
+)
 from fastgan.train.checkpoint import Checkpointing
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.evaluation import Evaluation, Rescaled, exact_w1
@@ -74,7 +81,8 @@ def _has_batchnorm(model: nn.Module) -> bool:
 
 
 def _finite(name: str, value: Tensor, step: int) -> None:
-    if not bool(torch.isfinite(value).all()):
+    """Raises TrainingDiverged unless the 0-dim loss ``value`` is finite (one read of it)."""
+    if not math.isfinite(value.item()):
         raise TrainingDiverged(
             f"the {name} became {float(value)} at generator step {step}: training stopped; "
             "the last good checkpoint is kept (lower the learning rate or check the data)"
@@ -368,13 +376,20 @@ class Trainer(Checkpointing, Evaluation):
     def _generator_step(self) -> Tensor:
         fake, self._shared_fake = self._shared_fake, None
         real_out = None
-        for p in self._d_params:  # no parameter gradients of the critic in the generator step
+        # An MLP critic scores the fake batch in one node whose gradient goes to the
+        # batch alone (fastgan.mlp_critic_scores); other critics are frozen meanwhile.
+        fused = self._mlp_critic is not None
+        frozen = [] if fused else self._d_params
+        for p in frozen:  # no parameter gradients of the critic in the generator step
             p.requires_grad_(False)
         try:
             with self._autocast():
                 if fake is None:  # no batch shared by the critic step: a fresh one
                     fake = self.G_train(self._latent())
-                fake_out = self.D(fake).to(self.dtype)
+                if fused:
+                    fake_out = mlp_critic_scores(self._mlp_critic, fake, parameters=False)
+                else:
+                    fake_out = self.D(fake).to(self.dtype)
                 if self.generator_loss.generator_needs_real:
                     with torch.no_grad():
                         real_out = self.D(self._real()).to(self.dtype)
@@ -385,7 +400,7 @@ class Trainer(Checkpointing, Evaluation):
             loss.backward()
             update.step()
         finally:
-            for p in self._d_params:
+            for p in frozen:
                 p.requires_grad_(True)
         if self.G_ema is not None:
             with torch.no_grad():

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import fastgan
-from tests.test_penalty import piecewise_linear_mlp, rand, seeded
+from test_penalty import piecewise_linear_mlp, rand, seeded
 
 pytestmark = pytest.mark.skipif(not fastgan._library.LOADED, reason="fastgan's compiled library is not built")
 

@@ -49,7 +49,7 @@ def mlp_critic_penalty(
     activations, returns :math:`D(x_{real})`, :math:`D(x_{fake})` and
     :math:`P = \frac1H \sum_i \phi(\|\nabla_x D(\hat x_i)\|_2)`,
     :math:`\phi(n) = (n - c)^2` (or :math:`\max(0, n - c)^2` when
-    ``one_sided``), equal to what ``critic`` and :func:`gradient_penalty`
+    ``one_sided``), equal to what ``critic`` and :func:`fastgan.gradient_penalty`
     give, with gradients with respect to the critic's parameters
     (``loss.backward()`` once; no ``create_graph``). The activations'
     slopes are constants of the graph, so the input gradient is a linear
@@ -65,7 +65,7 @@ def mlp_critic_penalty(
         real, fake: ``(R, d)`` and ``(F, d)`` samples to score (detached).
         x_hat: ``(H, d)``, the points of the penalty (detached); None or no
             rows: no penalty (returned as 0), scores only.
-        center, one_sided: as in :func:`penalty_from_gradients`.
+        center, one_sided: as in :func:`fastgan.penalty_from_gradients`.
 
     Returns:
         ``(d_real, d_fake, penalty)``: scores shaped as the critic returns

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import torch
 
 from fastgan import _library
-from fastgan._tensors import check_float_dtype, check_same_device, integer, positive, positive_int, real_number
+from fastgan._tensors import check_float_dtype, integer, positive, positive_int, real_number
 from fastgan.arrangements import (  # noqa: F401  (re-exported: fastgan.penalty.<name> as before)
     _UNSET,
     ARRANGEMENTS,

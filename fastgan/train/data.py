@@ -86,21 +86,27 @@ class MixtureData(DataSource):
             raise ValueError("`centres` must be a non-empty (K, d) tensor")
         if not (isinstance(sigma, (int, float)) and sigma > 0 and math.isfinite(sigma)):
             raise ValueError(f"`sigma` must be a finite number > 0, got {sigma!r}")
-        self.centres = float_tensor(centres.float(), "centres", dims=2)
+        self.centres = centres
         self.sigma = float(sigma)
         self.shape = (centres.shape[1],)
         self.name = name
-        self._draw_args: tuple = (None, None, None)  # (centres, their float64 copy, weights)
+
+    @property
+    def centres(self) -> Tensor:
+        """The (K, d) centres, float32."""
+        return self._centres
+
+    @centres.setter
+    def centres(self, centres: Tensor) -> None:
+        # Checked once here; every draw reads the float64 copy and the equal weights made with them.
+        self._centres = float_tensor(centres.float(), "centres", dims=2)
+        self._centres64 = self._centres.cpu().double()
+        self._weights = torch.ones(self._centres.shape[0], dtype=torch.float64)
 
     def sample(self, n: int, generator: Optional[torch.Generator] = None) -> Tensor:
-        """``n`` points, as :func:`fastgan.metrics.sample_mixture` draws them (the centres checked once)."""
+        """``n`` points, as :func:`fastgan.metrics.sample_mixture` draws them."""
         n = positive_int(n, "n", minimum=0)
-        source, centres64, weights = self._draw_args
-        if source is not self.centres:  # first call, or new centres: check and convert them once
-            centres64 = float_tensor(self.centres, "centres", dims=2).cpu().double()
-            weights = torch.ones(centres64.shape[0], dtype=torch.float64)
-            self._draw_args = (self.centres, centres64, weights)
-        return draw_mixture(centres64, weights, self.sigma, n, generator or self.generator, self.centres.dtype)
+        return draw_mixture(self._centres64, self._weights, self.sigma, n, generator or self.generator, self._centres.dtype)
 
     def log_density(self, points: Tensor) -> Tensor:
         """Log density of the mixture at (M, d) ``points`` (for plots)."""

@@ -28,9 +28,10 @@
 //
 // fastgan::mlp_critic_scores is the same critic's scores alone, D(x), in one
 // node whose backward gives the gradient with respect to x (a generator step:
-// delta_{L-1} = dL/dD, delta_l = (delta_{l+1} W_{l+1}) * s_l, dL/dx = delta_0
-// W_0) and, when they require it, the parameters' (dW_l = delta_l^T h_{l-1}). It replaces the 2 (L - 1) + 1 nodes of the Linear and
-// activation modules and their backward graph.
+// delta_{L-1} = dL/dD, delta_l = (delta_{l+1} W_{l+1}) * s_l,
+// dL/dx = delta_0 W_0) and, when they require it, the parameters'
+// (dW_l = delta_l^T h_{l-1}). It replaces the 2 (L - 1) + 1 nodes of the
+// Linear and activation modules and their backward graph.
 //
 // ATen ops throughout, so the kernels serve every device; first derivatives
 // only (create_graph through them is refused).

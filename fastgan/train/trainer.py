@@ -26,8 +26,9 @@ from torch import Tensor, nn
 
 import fastgan
 from fastgan import losses
+from fastgan.arrangements import couples_samples, mlp_critic_layers
 from fastgan.mlp_critic import mlp_critic_penalty, mlp_critic_scores
-from fastgan.penalty import couples_samples, interpolate, mlp_critic_layers, penalty_from_gradients
+from fastgan.penalty import interpolate, penalty_from_gradients
 from fastgan.train.checkpoint import Checkpointing
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.evaluation import Evaluation, Rescaled, exact_w1

@@ -52,6 +52,43 @@ def test_small_critic_takes_the_configured_normalisation():
         _digits(critic_norm="batch")
 
 
+def test_critic_convs_add_3x3_layers_at_the_last_resolution():
+    """`critic_convs` adds Conv 3x3 stride 1 (2 width -> 2 width) + LeakyReLU after the strided convolutions,
+    normalised like them; spectral norm then covers every one; other models and bad counts are refused."""
+    x = torch.randn(5, 1, 28, 28)
+    for norm, kind in (("none", None), ("layer", nn.LayerNorm)):
+        _, d = build_models("dcgan-small", (1, 28, 28), latent_dim=6, width=5, critic_norm=norm, critic_convs=2)
+        convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+        assert [(c.in_channels, c.out_channels, c.kernel_size, c.stride) for c in convs[2:]] == [(10, 10, (3, 3), (1, 1))] * 2
+        assert all((c.bias is None) == (norm != "none") for c in convs[1:])
+        assert sum(isinstance(m, nn.LeakyReLU) for m in d.modules()) == 4
+        if kind is not None:
+            assert sum(isinstance(m, kind) for m in d.modules()) == 3
+        # the extra layers keep the (2 width, 7, 7) features the linear layer reads
+        assert d[: len(d) - 3](x).shape == (5, 10, 7, 7) and d(x).shape == (5,)
+    _, packed = build_models("dcgan-small", (1, 28, 28), latent_dim=6, width=5, pack=2, critic_convs=1)
+    assert packed(x[:4]).shape == (2,) and sum(isinstance(m, nn.Conv2d) for m in packed.modules()) == 3
+    trainer = Trainer(preset("sngan", data="digits", **{**TINY, "critic_convs": 1, "steps": 2}))
+    convs = [m for m in trainer.D.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3 and all(hasattr(c, "parametrizations") for c in convs)
+    trainer.fit()
+    assert trainer.step == 2
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="critic_convs"):
+            Trainer(preset("sngan", data="digits", **{**TINY, "critic_convs": bad}))
+    # the DCGAN critic takes them at its 4x4 features, before its last convolution (the MNIST recipe at --image-size 64)
+    _, big = build_models("dcgan", (1, 64, 64), latent_dim=6, width=4, critic_norm="layer", critic_convs=1)
+    convs = [m for m in big.modules() if isinstance(m, nn.Conv2d)]
+    assert (convs[-2].in_channels, convs[-2].out_channels, convs[-2].kernel_size) == (32, 32, (3, 3)) and convs[-1].kernel_size == (4, 4)
+    assert big(torch.randn(3, 1, 64, 64)).shape == (3,)
+    t = Trainer(preset("sngan", data="mnist", image_size=64, **TINY))
+    assert t.cfg.critic_convs == 1 and sum(isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3) for m in t.D.modules()) == 1
+    with pytest.raises(ValueError, match="critic-convs 0"):
+        build_models("resnet", (1, 32, 32), latent_dim=6, width=8, critic_convs=1)
+    with pytest.raises(ValueError, match="convs"):
+        small_critic(28, 1, 5, convs=-2)
+
+
 @pytest.mark.parametrize("size", [0, 6, 30, 2.0])
 def test_small_models_refuse_sides_they_cannot_build(size):
     with pytest.raises(ValueError, match="multiple of 4"):

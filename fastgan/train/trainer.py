@@ -164,6 +164,7 @@ class Trainer(Checkpointing, Evaluation):
                 sigmoid=cfg.sigmoid,
                 pack=cfg.pack,
                 minibatch_std=cfg.minibatch_std,
+                critic_convs=cfg.critic_convs,
             )
             if cfg.backend == "auto":
                 # One-channel images: the first critic layer's input gradient and the
@@ -238,7 +239,7 @@ class Trainer(Checkpointing, Evaluation):
             value = getattr(cfg, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "steps" else 1):
                 raise ValueError(f"`{name}` must be a positive int, got {value!r}")
-        for name in ("sample_every", "w1_every", "threads", "latent_dim", "seed"):
+        for name in ("sample_every", "w1_every", "threads", "latent_dim", "seed", "critic_convs"):
             value = getattr(cfg, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")

@@ -75,7 +75,7 @@ class Config:
     sigmoid: bool = False  #: final sigmoid in the critic (losses then see probabilities)
     pack: int = 1  #: PacGAN packing degree
     minibatch_std: bool = False
-    #: extra 3x3 stride-1 convolutions in the dcgan-small critic, after its strided ones
+    #: extra 3x3 stride-1 convolutions in the dcgan-small and dcgan critics, after their strided ones
     critic_convs: int = 0
     ema: float = 0.0  #: EMA decay of the generator weights (0: off)
     #: flat data: the models see samples divided by the data's standard deviation

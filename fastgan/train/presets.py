@@ -161,7 +161,7 @@ IMAGE_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
         "wgan-gp": dict(width=32, latent_dim=64, batch_size=32, gp_batch=8, share_fake=True, n_critic=1, lr=1e-3, lr_g=1e-3,
                         betas=(0.5, 0.9), critic_convs=1, lr_decay="linear", ema=0.999, steps=20000),
         "sngan": dict(width=32, latent_dim=64, batch_size=32, share_fake=True, n_critic=1, lr=1e-3, lr_g=1e-3, betas=(0.5, 0.999),
-                      critic_convs=1, lr_decay="linear", ema=0.999, steps=18000),
+                      critic_convs=1, lr_decay="linear", ema=0.999, steps=24000),
     },
     "digits": {
         "gan": dict(width=32, latent_dim=32, batch_size=64, lr=5e-4, ema=0.999, steps=3000),

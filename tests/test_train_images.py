@@ -89,6 +89,43 @@ def test_critic_convs_add_3x3_layers_at_the_last_resolution():
         small_critic(28, 1, 5, convs=-2)
 
 
+def test_critic_dropout_follows_every_leaky_relu_in_train_mode_only():
+    """`critic_dropout` puts nn.Dropout(p) after each LeakyReLU of the dcgan-small and dcgan critics
+    (the extra 3x3 layers' too): scores vary between train-mode calls, eval mode is the same network
+    without it; 0 adds nothing; other models and bad probabilities are refused."""
+    x = torch.randn(6, 1, 28, 28)
+    torch.manual_seed(0)
+    _, d = build_models("dcgan-small", (1, 28, 28), latent_dim=6, width=5, critic_convs=1, critic_dropout=0.4)
+    kinds = [type(m) for m in d]
+    relus = [i for i, k in enumerate(kinds) if k is nn.LeakyReLU]
+    assert len(relus) == 3 and all(kinds[i + 1] is nn.Dropout and d[i + 1].p == 0.4 for i in relus)
+    torch.manual_seed(0)
+    _, plain = build_models("dcgan-small", (1, 28, 28), latent_dim=6, width=5, critic_convs=1)
+    assert not any(isinstance(m, nn.Dropout) for m in plain.modules())
+    # eval mode: the same scores as the critic without dropout (same weights: same seed, same layers)
+    d.eval()
+    torch.testing.assert_close(d(x), plain(x), rtol=0, atol=0)
+    d.train()
+    assert not torch.equal(d(x), d(x))
+    # the dropout actually zeroes features: about p of the first LeakyReLU's outputs
+    h = d[: relus[0] + 2](x)
+    zeros = (h == 0).float().mean().item()
+    assert 0.3 < zeros < 0.5
+    _, big = build_models("dcgan", (1, 32, 32), latent_dim=6, width=4, critic_norm="layer", critic_convs=1, critic_dropout=0.2)
+    assert sum(isinstance(m, nn.Dropout) for m in big.modules()) == sum(isinstance(m, nn.LeakyReLU) for m in big.modules()) == 4
+    t = Trainer(preset("gan", data="digits", **{**TINY, "critic_dropout": 0.3, "steps": 2}))
+    assert sum(isinstance(m, nn.Dropout) for m in t.D.modules()) == 2
+    t.fit()
+    assert t.step == 2
+    for bad in (-0.1, 1.0, True, "0.3"):
+        with pytest.raises(ValueError, match="critic_dropout"):
+            Trainer(preset("gan", data="digits", **{**TINY, "critic_dropout": bad}))
+        with pytest.raises(ValueError, match="dropout"):
+            small_critic(28, 1, 5, dropout=bad)
+    with pytest.raises(ValueError, match="critic_dropout"):
+        build_models("sngan-cnn", (1, 32, 32), latent_dim=6, width=8, critic_dropout=0.3)
+
+
 @pytest.mark.parametrize("size", [0, 6, 30, 2.0])
 def test_small_models_refuse_sides_they_cannot_build(size):
     with pytest.raises(ValueError, match="multiple of 4"):

@@ -76,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
         ("latent-dim", int, "latent dimension"),
         ("critic-norm", str, "DCGAN critic normalisation: batch, layer, none"),
         ("critic-convs", int, "extra 3x3 convolutions in the dcgan-small and dcgan critics"),
+        ("critic-dropout", float, "dropout probability after every LeakyReLU of the dcgan-small and dcgan critics"),
         ("pack", int, "PacGAN packing degree"),
         ("ema", float, "EMA decay of the generator (0: off)"),
         ("lr-decay", str, "learning-rate schedule: none or linear (to 0 at --steps)"),

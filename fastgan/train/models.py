@@ -16,6 +16,7 @@ the losses work on logits).
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -168,6 +169,7 @@ def small_critic(
     sigmoid: bool = False,
     minibatch_std: bool = False,
     convs: int = 0,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """A DCGAN-style critic for small images: two Conv 4x4 stride 2 + LeakyReLU 0.2, then Linear to one score.
 
@@ -177,14 +179,17 @@ def small_critic(
     DCGAN's discriminator normalises every layer but the first. ``convs``: that many more
     Conv 3x3 stride 1 + LeakyReLU layers at s/4 (2 width channels), as SN-GAN's standard
     CNN puts a 3x3 convolution after each strided one; under spectral norm, where every
-    layer is 1-Lipschitz, depth rather than width is what adds to the critic.
+    layer is 1-Lipschitz, depth rather than width is what adds to the critic. ``dropout``:
+    p > 0 puts ``nn.Dropout(p)`` after every LeakyReLU (the original GAN's regulariser of
+    its discriminator; active in train mode only).
     """
     b = _small_base(size)
     c = 2 * width
+    drop = _dropout(dropout)
     layers: list[nn.Module] = [
-        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2),
-        nn.Conv2d(width, c, 4, 2, 1, bias=norm == "none"), *_norm2d(norm, c, b), nn.LeakyReLU(0.2),
-        *_extra_convs(convs, c, b, norm),
+        nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2), *drop(),
+        nn.Conv2d(width, c, 4, 2, 1, bias=norm == "none"), *_norm2d(norm, c, b), nn.LeakyReLU(0.2), *drop(),
+        *_extra_convs(convs, c, b, norm, drop),
     ]
     if minibatch_std:
         layers.append(MinibatchStd())
@@ -214,13 +219,20 @@ def dcgan_generator(latent_dim: int = 100, size: int = 32, channels: int = 3, wi
     return nn.Sequential(*layers)
 
 
-def _extra_convs(convs: int, channels: int, size: int, norm: str) -> list[nn.Module]:
-    """``convs`` times Conv 3x3 stride 1 (``channels`` to ``channels``) + norm + LeakyReLU 0.2."""
+def _dropout(p: float) -> Callable[[], list[nn.Module]]:
+    """A maker of the critic's dropout layers: ``[nn.Dropout(p)]`` each call, or ``[]`` for p = 0."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"`dropout` (the critic's dropout probability) must be a number in [0, 1), got {p!r}")
+    return (lambda: [nn.Dropout(float(p))]) if p > 0 else (lambda: [])
+
+
+def _extra_convs(convs: int, channels: int, size: int, norm: str, drop: Callable[[], list[nn.Module]] = lambda: []) -> list[nn.Module]:
+    """``convs`` times Conv 3x3 stride 1 (``channels`` to ``channels``) + norm + LeakyReLU 0.2 (+ ``drop()``)."""
     if isinstance(convs, bool) or not isinstance(convs, int) or convs < 0:
         raise ValueError(f"`convs` (the critic's extra 3x3 convolutions) must be an int >= 0, got {convs!r}")
     layers: list[nn.Module] = []
     for _ in range(convs):
-        layers += [nn.Conv2d(channels, channels, 3, 1, 1, bias=norm == "none"), *_norm2d(norm, channels, size), nn.LeakyReLU(0.2)]
+        layers += [nn.Conv2d(channels, channels, 3, 1, 1, bias=norm == "none"), *_norm2d(norm, channels, size), nn.LeakyReLU(0.2), *drop()]
     return layers
 
 
@@ -233,23 +245,26 @@ def dcgan_critic(
     sigmoid: bool = False,
     minibatch_std: bool = False,
     convs: int = 0,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """DCGAN discriminator (seed 003): Conv 4x4 stride 2 + norm + LeakyReLU 0.2, 4x4 conv to one score.
 
     ``norm``: "batch" (DCGAN), "layer" or "none" (gradient-penalty critics must not use
     BatchNorm); ``sigmoid``: the original DCGAN's final sigmoid (off for losses on logits);
     ``convs``: that many Conv 3x3 stride 1 + norm + LeakyReLU layers at the 4x4 features,
-    before the last convolution (see :func:`small_critic`).
+    before the last convolution (see :func:`small_critic`); ``dropout``: ``nn.Dropout`` after
+    every LeakyReLU (see :func:`small_critic`).
     """
     if size not in (32, 64):
         raise ValueError(f"`size` must be 32 or 64, got {size!r}")
+    drop = _dropout(dropout)
     n_down = int(math.log2(size)) - 2
-    layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, True), *drop()]
     c, s = width, size // 2
     for _ in range(n_down - 1):
-        layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm == "none"), *_norm2d(norm, 2 * c, s // 2), nn.LeakyReLU(0.2, True)]
+        layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=norm == "none"), *_norm2d(norm, 2 * c, s // 2), nn.LeakyReLU(0.2, True), *drop()]
         c, s = 2 * c, s // 2
-    layers += _extra_convs(convs, c, s, norm)
+    layers += _extra_convs(convs, c, s, norm, drop)
     if minibatch_std:
         layers.append(MinibatchStd())
         c += 1
@@ -357,12 +372,14 @@ def build_models(
     pack: int = 1,
     minibatch_std: bool = False,
     critic_convs: int = 0,
+    critic_dropout: float = 0.0,
 ) -> tuple[nn.Module, nn.Module]:
     """(generator, critic) of architecture ``model`` for samples of ``shape``.
 
     The generator maps (N, latent_dim) to (N, *shape). ``pack`` and ``minibatch_std``
     are available on the MLP and DCGAN critics; ``critic_convs`` (extra 3x3 convolutions,
-    see :func:`small_critic`) on the dcgan-small and dcgan critics.
+    see :func:`small_critic`) and ``critic_dropout`` (dropout after every LeakyReLU) on the
+    dcgan-small and dcgan critics.
     """
     if model not in MODEL_NAMES:
         raise ValueError(f"unknown `model`={model!r}; expected one of {', '.join(MODEL_NAMES)}")
@@ -371,6 +388,8 @@ def build_models(
             f"`critic_convs` (={critic_convs!r}) is for the dcgan-small and dcgan critics, got `model`={model!r}; "
             "the MNIST recipes of WGAN-GP and SN-GAN set it to 1: pass critic_convs=0 (--critic-convs 0) with this model"
         )
+    if critic_dropout and model not in ("dcgan-small", "dcgan"):
+        raise ValueError(f"`critic_dropout` (={critic_dropout!r}) is for the dcgan-small and dcgan critics, got `model`={model!r}")
     if model == "mlp":
         if len(shape) != 1:
             raise ValueError(f"the mlp models take flat samples, got sample shape {shape}")
@@ -382,14 +401,14 @@ def build_models(
         raise ValueError(f"model {model!r} takes square (C, H, W) images, got sample shape {shape}")
     c, size = shape[0], shape[1]
     if model == "dcgan-small":
-        critic = small_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std, convs=critic_convs)
+        critic = small_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std, convs=critic_convs, dropout=critic_dropout)
         if pack > 1:
-            critic = nn.Sequential(Pack(pack), small_critic(size, c * pack, width, norm=critic_norm, sigmoid=sigmoid, convs=critic_convs))
+            critic = nn.Sequential(Pack(pack), small_critic(size, c * pack, width, norm=critic_norm, sigmoid=sigmoid, convs=critic_convs, dropout=critic_dropout))
         return small_generator(latent_dim, size, c, width), critic
     if model == "dcgan":
-        critic = dcgan_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std, convs=critic_convs)
+        critic = dcgan_critic(size, c, width, norm=critic_norm, sigmoid=sigmoid, minibatch_std=minibatch_std, convs=critic_convs, dropout=critic_dropout)
         if pack > 1:
-            critic = nn.Sequential(Pack(pack), dcgan_critic(size, c * pack, width, norm=critic_norm, sigmoid=sigmoid, convs=critic_convs))
+            critic = nn.Sequential(Pack(pack), dcgan_critic(size, c * pack, width, norm=critic_norm, sigmoid=sigmoid, convs=critic_convs, dropout=critic_dropout))
         return dcgan_generator(latent_dim, size, c, width), critic
     if size != 32:
         raise ValueError(f"model {model!r} is for 32x32 images, got {size}x{size}")

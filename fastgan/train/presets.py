@@ -77,6 +77,8 @@ class Config:
     minibatch_std: bool = False
     #: extra 3x3 stride-1 convolutions in the dcgan-small and dcgan critics, after their strided ones
     critic_convs: int = 0
+    #: dropout probability after every LeakyReLU of the dcgan-small and dcgan critics (0: none)
+    critic_dropout: float = 0.0
     ema: float = 0.0  #: EMA decay of the generator weights (0: off)
     #: flat data: the models see samples divided by the data's standard deviation
     #: (``Trainer.scale``); samples, metrics and plots stay in data units

@@ -165,6 +165,7 @@ class Trainer(Checkpointing, Evaluation):
                 pack=cfg.pack,
                 minibatch_std=cfg.minibatch_std,
                 critic_convs=cfg.critic_convs,
+                critic_dropout=cfg.critic_dropout,
             )
             if cfg.backend == "auto":
                 # One-channel images: the first critic layer's input gradient and the
@@ -243,6 +244,9 @@ class Trainer(Checkpointing, Evaluation):
             value = getattr(cfg, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
+        d = cfg.critic_dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ValueError(f"`critic_dropout` must be a number in [0, 1), got {d!r}")
         if cfg.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"`optimizer` must be 'adam' or 'rmsprop', got {cfg.optimizer!r}")
         if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):

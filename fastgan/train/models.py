@@ -219,10 +219,15 @@ def dcgan_generator(latent_dim: int = 100, size: int = 32, channels: int = 3, wi
     return nn.Sequential(*layers)
 
 
+def check_dropout(p: object, name: str = "dropout") -> None:
+    """Refuses a dropout probability ``p`` (argument ``name``) that is not a number in [0, 1)."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"`{name}` (the critic's dropout probability) must be a number in [0, 1), got {p!r}")
+
+
 def _dropout(p: float) -> Callable[[], list[nn.Module]]:
     """A maker of the critic's dropout layers: ``[nn.Dropout(p)]`` each call, or ``[]`` for p = 0."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
-        raise ValueError(f"`dropout` (the critic's dropout probability) must be a number in [0, 1), got {p!r}")
+    check_dropout(p)
     return (lambda: [nn.Dropout(float(p))]) if p > 0 else (lambda: [])
 
 
@@ -383,13 +388,15 @@ def build_models(
     """
     if model not in MODEL_NAMES:
         raise ValueError(f"unknown `model`={model!r}; expected one of {', '.join(MODEL_NAMES)}")
-    if critic_convs and model not in ("dcgan-small", "dcgan"):
-        raise ValueError(
-            f"`critic_convs` (={critic_convs!r}) is for the dcgan-small and dcgan critics, got `model`={model!r}; "
-            "the MNIST recipes of WGAN-GP and SN-GAN set it to 1: pass critic_convs=0 (--critic-convs 0) with this model"
-        )
-    if critic_dropout and model not in ("dcgan-small", "dcgan"):
-        raise ValueError(f"`critic_dropout` (={critic_dropout!r}) is for the dcgan-small and dcgan critics, got `model`={model!r}")
+    for name, value, note in (
+        ("critic_convs", critic_convs, "the MNIST recipes of WGAN-GP and SN-GAN set it to 1: "),
+        ("critic_dropout", critic_dropout, ""),
+    ):
+        if value and model not in ("dcgan-small", "dcgan"):
+            raise ValueError(
+                f"`{name}` (={value!r}) is for the dcgan-small and dcgan critics, got `model`={model!r}; "
+                f"{note}pass {name}=0 (--{name.replace('_', '-')} 0) with this model"
+            )
     if model == "mlp":
         if len(shape) != 1:
             raise ValueError(f"the mlp models take flat samples, got sample shape {shape}")

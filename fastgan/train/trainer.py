@@ -32,7 +32,7 @@ from fastgan.penalty import interpolate, penalty_from_gradients
 from fastgan.train.checkpoint import Checkpointing
 from fastgan.train.data import DataSource, MixtureData, make_data
 from fastgan.train.evaluation import Evaluation, Rescaled, exact_w1
-from fastgan.train.models import build_models
+from fastgan.train.models import build_models, check_dropout
 from fastgan.train.optim import FusedAdamStep
 from fastgan.train.presets import Config, preset
 
@@ -244,9 +244,7 @@ class Trainer(Checkpointing, Evaluation):
             value = getattr(cfg, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"`{name}` must be an int >= 0, got {value!r}")
-        d = cfg.critic_dropout
-        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
-            raise ValueError(f"`critic_dropout` must be a number in [0, 1), got {d!r}")
+        check_dropout(cfg.critic_dropout, "critic_dropout")
         if cfg.optimizer not in ("adam", "rmsprop"):
             raise ValueError(f"`optimizer` must be 'adam' or 'rmsprop', got {cfg.optimizer!r}")
         if not (isinstance(cfg.lr, (int, float)) and cfg.lr > 0):

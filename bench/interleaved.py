@@ -14,6 +14,7 @@ printed. The contenders are the ones of the pytest benchmarks named below.
     python bench/interleaved.py train --only wgan-gp-128   # one algorithm at one width
     python bench/interleaved.py train-images --data mnist  # a generator iteration of each image recipe
     python bench/interleaved.py image-knobs --data mnist   # the image recipes' step knobs on and off
+    python bench/interleaved.py dropout    # bench_dropout.py: the GAN critic's dropout layers
     python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
     python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
 """
@@ -183,7 +184,7 @@ def image_knobs(args: argparse.Namespace, device: torch.device) -> None:
     (``gp_batch=0``), and with both off at a batch of 64. Per iteration, not per sample."""
     from fastgan.train import Trainer, preset
 
-    for algo in selected(("wgan-gp", "sngan"), args):
+    for algo in selected(("gan", "wgan-gp", "sngan"), args):
         base = preset(algo, data=args.data, device=str(device), progress=False, seed=0)
         variants = {"recipe": {}, "share_fake off": dict(share_fake=False)}
         if base.gp_weight > 0:
@@ -195,7 +196,20 @@ def image_knobs(args: argparse.Namespace, device: torch.device) -> None:
                times, {f"{n} / recipe": per_round(times, ratio, n, "recipe") for n in variants if n != "recipe"})
 
 
-COMPARISONS = {"wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train, "train-images": train_images,
+def dropout(args: argparse.Namespace, device: torch.device) -> None:
+    """One dropout layer's forward and backward at the GAN recipe's feature-map shapes:
+    fastgan's counter-based mask against ``F.dropout`` (CPU only)."""
+    import bench_dropout as bd
+
+    if device.type != "cpu":
+        sys.exit("dropout: fastgan's mask runs on the CPU; on CUDA both contenders are torch's")
+    for name in selected(list(bd.SHAPES), args):
+        times = rounds({c: bd.forward_backward(c, bd.SHAPES[name]) for c in bd.CONTENDERS}, args.rounds, args.calls, device)
+        report(f"dropout p={bd.P} fwd+bwd / {name} (cpu, {torch.get_num_threads()} threads)", times,
+               {"torch / fastgan": per_round(times, ratio, "torch", "fastgan")})
+
+
+COMPARISONS = {"dropout": dropout, "wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train, "train-images": train_images,
                "image-knobs": image_knobs}
 
 

@@ -12,6 +12,12 @@ TORCH_LIBRARY(fastgan, m) {
   // elements changed. All tensors must share one device; dtypes may mix.
   m.def("clip_(Tensor(a!)[] tensors, float clip_value) -> Tensor");
 
+  // A dropout mask shaped and typed like `like` (contiguous): each element is
+  // 1 / (1 - p) with probability 1 - p and 0 otherwise, independently, from a
+  // counter-based generator keyed by `seed` (the same mask for the same seed
+  // on any number of threads). Not differentiable: dropout is x * mask.
+  m.def("dropout_mask(Tensor like, float p, int seed) -> Tensor");
+
   // Gradient penalty on gradients of shape (B, ...): returns the penalty
   // (1/B) sum_i phi(||g_i||), phi(n) = (n - center)^2 (or max(0, n -
   // center)^2 when one_sided), and the per-sample norms (B,), both in float32
@@ -163,6 +169,8 @@ TORCH_LIBRARY(fastgan, m) {
 // bookkeeping (9 us of 14 for an 8-tensor critic, measured on the CPU).
 TORCH_LIBRARY_IMPL(fastgan, Autograd, m) {
   m.impl("clip_", torch::CppFunction::makeFallthrough());
+  // A mask is a constant of the graph, like torch's Bernoulli noise.
+  m.impl("dropout_mask", torch::CppFunction::makeFallthrough());
   // The power iteration is not differentiable (torch's runs under no_grad)
   // and updates the u and v buffers like torch's does, without history.
   m.impl("spectral_norm_power_iteration", torch::CppFunction::makeFallthrough());

@@ -276,6 +276,8 @@ NUMERIC_ARGUMENTS = {
     "bias_act(alpha)": (lambda b: fastgan.nn.functional.bias_act(_X, None, "lrelu", alpha=b), "alpha"),
     "bias_act(gain)": (lambda b: fastgan.nn.functional.bias_act(_X, None, "lrelu", gain=b), "gain"),
     "bias_act(dim)": (lambda b: fastgan.nn.functional.bias_act(_X, torch.zeros(3, dtype=torch.float64), dim=b), "dim"),
+    "dropout(p)": (lambda b: fastgan.nn.dropout(_X, b), "p"),
+    "Dropout(p)": (lambda b: fastgan.nn.Dropout(b)(_X), "p"),
     "BiasAct(channels)": (lambda b: fastgan.nn.BiasAct("lrelu", b), "channels"),
     "BiasAct(alpha)": (lambda b: fastgan.nn.BiasAct("lrelu", 3, alpha=b), "alpha"),
     "BiasAct(gain)": (lambda b: fastgan.nn.BiasAct("lrelu", 3, gain=b), "gain"),

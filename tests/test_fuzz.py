@@ -191,6 +191,27 @@ def test_bias_act(data):
 
 @PROFILE
 @given(st.data())
+def test_dropout(data):
+    case = Case(data, shapes(0, 3))
+    p = data.draw(st.sampled_from((0.0, 0.3, 0.5, 0.999, 1.0)), label="p")
+    x = case.tensor
+    result, err = outcome(lambda: fastgan.nn.dropout(x, p))
+    if case.dtype not in FLOATS:
+        assert isinstance(err, TypeError)
+        return
+    assert err is None, err
+    assert result.shape == x.shape and result.dtype == x.dtype
+    # torch's dropout: x times 0 or times 1 / (1 - p) in x's dtype (NaN where x is NaN or infinite and dropped).
+    dropped = x * torch.zeros((), dtype=x.dtype)
+    kept = x * torch.tensor(1 / (1 - p) if p < 1 else 0.0, dtype=x.dtype)
+    same = lambda a, b: (a == b) | (torch.isnan(a) & torch.isnan(b))  # noqa: E731
+    assert bool((same(result, dropped) | same(result, kept)).all())
+    if p == 1.0:
+        assert bool(same(result, dropped).all())
+
+
+@PROFILE
+@given(st.data())
 def test_clip_parameters(data):
     count = data.draw(st.integers(0, 3))
     cases = [Case(data, shapes(0, 2)) for _ in range(count)]

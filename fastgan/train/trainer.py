@@ -172,6 +172,8 @@ class Trainer(Checkpointing, Evaluation):
                 # generator's last layer through fastgan's kernel (fastgan.nn.conv).
                 fastgan.nn.use_single_channel_convs_(g_built)
                 fastgan.nn.use_single_channel_convs_(d_built)
+                # The critic's dropout masks from fastgan's counter-based generator (fastgan.nn.dropout).
+                fastgan.nn.use_fast_dropout_(d_built)
             generator = generator if generator is not None else g_built
             critic = critic if critic is not None else d_built
         if cfg.gp_weight > 0 and _has_batchnorm(critic):

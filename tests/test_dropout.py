@@ -150,6 +150,8 @@ def test_bad_input_is_named():
         dropout(torch.ones(3, dtype=torch.int64), 0.5)
     with pytest.raises(TypeError, match="`input` must be a tensor"):
         dropout([1.0, 2.0], 0.5)
+    with pytest.raises(ValueError, match="`generator` applies to CPU tensors"):
+        dropout(torch.ones(3, device="meta"), 0.5, generator=torch.Generator())
     with pytest.raises(ValueError, match="`p` must lie in"):
         torch.ops.fastgan.dropout_mask(x, 1.5, 0)
     with pytest.raises(TypeError, match="`like` must have a floating dtype"):

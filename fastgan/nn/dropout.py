@@ -65,7 +65,8 @@ def dropout(
         p: the probability of zeroing an element, in [0, 1].
         training: False returns ``input`` unchanged, as torch does.
         inplace: multiply ``input`` in place.
-        generator: the CPU ``torch.Generator`` the call's seed comes from (default: torch's).
+        generator: the CPU ``torch.Generator`` the call's seed comes from (default: torch's);
+            CPU tensors only.
 
     Returns:
         :math:`x \odot m` of ``input``'s shape and dtype, differentiable to any order in
@@ -77,10 +78,14 @@ def dropout(
     p = _check_p(p)
     if not isinstance(input, torch.Tensor):
         raise TypeError(f"`input` must be a tensor, got {type(input).__name__}")
-    if input.device.type != "cpu" or not _library.has_kernel("dropout_mask", "cpu"):
-        if input.device.type == "cpu":
-            _library.require_kernel("dropout_mask", input.device)
+    if input.device.type != "cpu":
+        if generator is not None:
+            raise ValueError(
+                f"`generator` applies to CPU tensors; on {input.device.type} this is F.dropout, "
+                "which draws from torch's own generator for that device"
+            )
         return F.dropout(input, p, training, inplace)
+    _library.require_kernel("dropout_mask", input.device)
     check_float_dtype(input, "input")
     if not training or p == 0.0:
         return input

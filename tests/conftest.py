@@ -108,6 +108,14 @@ def triton_device(device: torch.device) -> torch.device:
     return device
 
 
+def seeded(generator: torch.Generator) -> int:
+    """Seeds torch's default generator from ``generator`` (ops that draw from it, such as
+    dropout or a penalty's interpolation weights, then repeat per test seed); returns the seed."""
+    seed = int(torch.randint(0, 2**31, (1,), generator=generator))
+    torch.manual_seed(seed)
+    return seed
+
+
 @pytest.fixture
 def generator() -> torch.Generator:
     """A freshly seeded generator: new random inputs per test, reproducible per run

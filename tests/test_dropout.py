@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import seeded
 from torch import nn
 
 import fastgan
@@ -22,15 +23,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _seeded(generator) -> int:
-    seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
-    torch.manual_seed(seed)
-    return seed
-
-
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
 def test_the_kept_share_is_binomial_and_the_kept_value_is_torchs(p, generator):
-    _seeded(generator)
+    seeded(generator)
     n = 1 << 20
     x = torch.ones(n)
     y = dropout(x, p)
@@ -45,7 +40,7 @@ def test_the_kept_share_is_binomial_and_the_kept_value_is_torchs(p, generator):
 
 @pytest.mark.parametrize("p", [0.2, 0.5])
 def test_mean_and_variance_match_the_closed_forms(p, generator):
-    _seeded(generator)
+    seeded(generator)
     x = torch.randn(256, dtype=torch.float64) * 3
     ys = torch.stack([dropout(x, p) for _ in range(4000)])
     mean_sd = x.abs() * math.sqrt(p / (1 - p) / ys.shape[0])
@@ -57,7 +52,7 @@ def test_mean_and_variance_match_the_closed_forms(p, generator):
 
 
 def test_masks_show_no_pattern_along_the_tensor_or_between_calls(generator):
-    _seeded(generator)
+    seeded(generator)
     p, n = 0.3, 1 << 18
     a = (dropout(torch.ones(n), p) != 0).double()
     b = (dropout(torch.ones(n), p) != 0).double()
@@ -99,7 +94,7 @@ def test_the_same_seed_gives_the_same_mask_on_any_number_of_threads(generator):
 
 
 def test_gradients_of_every_order_are_the_mask_times_the_incoming_one(generator):
-    _seeded(generator)
+    seeded(generator)
     x = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
     y = dropout(x, 0.4)
     mask = (y != 0).double() / 0.6
@@ -122,7 +117,7 @@ def test_gradients_of_every_order_are_the_mask_times_the_incoming_one(generator)
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_dtypes_layouts_and_edge_cases(dtype, generator):
-    _seeded(generator)
+    seeded(generator)
     x = torch.randn(4, 8, 6, 6).to(dtype) + 3  # no zeros
     for view in (x, x.transpose(1, 3), x.to(memory_format=torch.channels_last), x[:, ::2]):
         y = dropout(view, 0.5)
@@ -167,7 +162,7 @@ def test_the_op_reads_only_the_shape_of_like_and_its_fake_matches():
 
 
 def test_the_module_and_the_in_place_switch(generator):
-    _seeded(generator)
+    seeded(generator)
     model = nn.Sequential(nn.Linear(4, 8), nn.LeakyReLU(0.2), nn.Dropout(0.3), nn.Linear(8, 1), nn.Dropout(0.1, inplace=True))
     keys = list(model.state_dict())
     assert use_fast_dropout_(model) is model

@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from conftest import seeded
 from torch import nn
 
 import fastgan
@@ -143,12 +144,6 @@ def conv_critic() -> nn.Module:
 
 CRITICS = {"mlp": (mlp_critic, (3,)), "conv": (conv_critic, (2, 8, 8))}
 MODES = ["interpolate", "real", "fake", "dragan"]
-
-
-def seeded(generator) -> int:
-    seed = int(torch.randint(0, 2**31, (1,), generator=generator))
-    torch.manual_seed(seed)
-    return seed
 
 
 def plain_penalty_and_grads(critic, x_hat, weight, center, one_sided):

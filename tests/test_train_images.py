@@ -126,6 +126,47 @@ def test_critic_dropout_follows_every_leaky_relu_in_train_mode_only():
         build_models("sngan-cnn", (1, 32, 32), latent_dim=6, width=8, critic_dropout=0.3)
 
 
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("generator_step_dropout", [False, True])
+def test_the_generator_step_scores_with_the_critics_mean_network(backend, generator_step_dropout):
+    """With `critic_dropout`, the critic's step always drops features; the generator's step scores
+    its batch with the critic's mean network (dropout off: the scores equal the critic in eval mode
+    on the same batch) unless `generator_step_dropout`; the layers are back in train mode after."""
+    torch.manual_seed(3)
+    t = Trainer(preset("gan", data="digits", **{**TINY, "critic_dropout": 0.5, "steps": 3, "backend": backend,
+                                                  "generator_step_dropout": generator_step_dropout}))
+    drops = [m for m in t.D.modules() if isinstance(m, nn.Dropout)]
+    assert len(drops) == 2
+    calls, inside = [], []
+
+    def hook(module, inputs, output):
+        if inside:  # the hook's own call of the mean network
+            return
+        generator_step = not next(module.parameters()).requires_grad  # the critic is frozen in the generator's step
+        modes = [m.training for m in drops]
+        every = [(m, m.training) for m in module.modules()]
+        inside.append(True)
+        module.eval()
+        with torch.no_grad():
+            mean_network = module(inputs[0])
+        for m, mode in every:
+            m.train(mode)
+        inside.clear()
+        calls.append((generator_step, modes, output.detach(), mean_network))
+
+    handle = t.D.register_forward_hook(hook)
+    t.train_steps(3)
+    handle.remove()
+    assert [g for g, *_ in calls] == [False, True] * 3
+    assert all(m.training for m in drops)
+    for generator_step, modes, scores, mean_network in calls:
+        assert modes == [not generator_step or generator_step_dropout] * 2
+        if generator_step and not generator_step_dropout:
+            torch.testing.assert_close(scores, mean_network, rtol=0, atol=0)
+        else:  # half the features dropped: other scores
+            assert not torch.allclose(scores, mean_network)
+
+
 @pytest.mark.parametrize("size", [0, 6, 30, 2.0])
 def test_small_models_refuse_sides_they_cannot_build(size):
     with pytest.raises(ValueError, match="multiple of 4"):

@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
         t.add_argument(f"--{name}", action="store_true", default=None, help=help_)
     t.add_argument("--share-fake", action=argparse.BooleanOptionalAction, default=None,
                    help="the generator step reuses the last critic step's fake batch (image recipes: on)")
+    t.add_argument("--generator-step-dropout", action=argparse.BooleanOptionalAction, default=None,
+                   help="the generator's step sees the critic's dropout too (default: off there, the critic's mean network)")
     t.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                    help="2-D data: the models see the data divided by its standard deviation (toy recipes: on)")
 

@@ -79,6 +79,9 @@ class Config:
     critic_convs: int = 0
     #: dropout probability after every LeakyReLU of the dcgan-small and dcgan critics (0: none)
     critic_dropout: float = 0.0
+    #: the generator's step sees the critic's dropout too (False: it scores its batch with the
+    #: critic's mean network, dropout off; the critic's own step always has it)
+    generator_step_dropout: bool = False
     ema: float = 0.0  #: EMA decay of the generator weights (0: off)
     #: flat data: the models see samples divided by the data's standard deviation
     #: (``Trainer.scale``); samples, metrics and plots stay in data units
@@ -156,12 +159,13 @@ IMAGE_DATA = ("mnist", "digits")
 #: generator forward per iteration (``share_fake``; WGAN-GP's penalty on 8 interpolates,
 #: ``gp_batch``), and one more critic layer (``critic_convs=1``: a 3x3 convolution after the
 #: strided ones), which lifted each more than its cost. The GAN's critic, unconstrained, takes the
-#: layer only with dropout after each LeakyReLU (``critic_dropout``, the original GAN's regulariser)
-#: and a rate of its own below the generator's (3e-4 against 1e-3).
+#: layer only with dropout after each LeakyReLU (``critic_dropout``, the original GAN's regulariser;
+#: off in the generator's step, which scores with the critic's mean network) and a rate of its own
+#: below the generator's (3e-4 against 1e-3).
 IMAGE_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {
         "gan": dict(width=32, latent_dim=64, batch_size=32, share_fake=True, n_critic=1, lr=3e-4, lr_g=1e-3,
-                    betas=(0.5, 0.999), critic_convs=1, critic_dropout=0.3, lr_decay="linear", ema=0.999, steps=22000),
+                    betas=(0.5, 0.999), critic_convs=1, critic_dropout=0.3, lr_decay="linear", ema=0.999, steps=26000),
         "wgan-gp": dict(width=32, latent_dim=64, batch_size=32, gp_batch=8, share_fake=True, n_critic=1, lr=1e-3, lr_g=1e-3,
                         betas=(0.5, 0.9), critic_convs=1, lr_decay="linear", ema=0.999, steps=20000),
         "sngan": dict(width=32, latent_dim=64, batch_size=32, share_fake=True, n_critic=1, lr=1e-3, lr_g=1e-3, betas=(0.5, 0.999),

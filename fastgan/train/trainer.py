@@ -197,6 +197,8 @@ class Trainer(Checkpointing, Evaluation):
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema > 0 else None
         # Parameter lists walked every generator step, gathered once.
         self._d_params = [p for p in self.D.parameters() if p.requires_grad]
+        # The critic's dropout layers, off in the generator's step unless `generator_step_dropout`.
+        self._d_dropouts = [] if cfg.generator_step_dropout else [m for m in self.D.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
         self._ema_pairs = ([p for p in self.G_ema.parameters()], [p for p in self.G.parameters()]) if self.G_ema is not None else None
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -382,6 +384,9 @@ class Trainer(Checkpointing, Evaluation):
         frozen = [] if fused else self._d_params
         for p in frozen:  # no parameter gradients of the critic in the generator step
             p.requires_grad_(False)
+        dropouts = [m for m in self._d_dropouts if m.training]
+        for m in dropouts:  # the critic's mean network scores the fake batch
+            m.train(False)
         try:
             with self._autocast():
                 if fake is None:  # no batch shared by the critic step: a fresh one
@@ -402,6 +407,8 @@ class Trainer(Checkpointing, Evaluation):
         finally:
             for p in frozen:
                 p.requires_grad_(True)
+            for m in dropouts:
+                m.train(True)
         if self.G_ema is not None:
             with torch.no_grad():
                 torch._foreach_lerp_(self._ema_pairs[0], self._ema_pairs[1], 1.0 - self.cfg.ema)

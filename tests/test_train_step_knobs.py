@@ -115,3 +115,6 @@ def test_cli_flags_set_the_knobs(tmp_path):
     assert preset("wgan-gp", data="mnist").share_fake  # the image recipe has it on, and --no-share-fake turns it off
     assert main([*common, "--no-share-fake", "--out", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "config.json").read_text())["share_fake"] is False
+    assert cfg["generator_step_dropout"] is False  # the default: the generator's step scores with the critic's mean network
+    assert main([*common, "--generator-step-dropout", "--out", str(tmp_path / "c")]) == 0
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["generator_step_dropout"] is True

@@ -14,6 +14,7 @@ printed. The contenders are the ones of the pytest benchmarks named below.
     python bench/interleaved.py train --only wgan-gp-128   # one algorithm at one width
     python bench/interleaved.py train-images --data mnist  # a generator iteration of each image recipe
     python bench/interleaved.py image-knobs --data mnist   # the image recipes' step knobs on and off
+    python bench/interleaved.py image-bf16 --data mnist --only gan   # float32 against bf16 autocast
     python bench/interleaved.py dropout    # bench_dropout.py: the GAN critic's dropout layers
     python bench/interleaved.py sn-step --only mlp_critic-16 --rounds 25
     python bench/interleaved.py power --rounds 40 --calls 20 --device cuda
@@ -177,6 +178,20 @@ def train_images(args: argparse.Namespace, device: torch.device) -> None:
                times, {"reference / fastgan": per_round(times, ratio, "reference", "fastgan")})
 
 
+def image_bf16(args: argparse.Namespace, device: torch.device) -> None:
+    """One generator iteration of each image recipe (``preset(algo, data=--data)``, fastgan's
+    kernels) in float32 against the same recipe under bf16 autocast (``bf16=True``): the same
+    models, seed and starting weights. Per iteration."""
+    from fastgan.train import Trainer, preset
+
+    for algo in selected(("gan", "wgan-gp", "sngan"), args):
+        trainers = {name: Trainer(preset(algo, data=args.data, device=str(device), progress=False, seed=0, bf16=bf16))
+                    for name, bf16 in (("float32", False), ("bf16", True))}
+        times = rounds({n: (lambda t=t: t.train_steps(1)) for n, t in trainers.items()}, args.rounds, args.calls, device)
+        report(f"image-bf16 / {algo} generator iteration / {args.data} ({device.type}, {torch.get_num_threads()} threads)",
+               times, {"float32 / bf16": per_round(times, ratio, "float32", "bf16")})
+
+
 def image_knobs(args: argparse.Namespace, device: torch.device) -> None:
     """What the image recipe's step knobs save: one generator iteration of each image recipe
     (``preset(algo, data=--data)``) against the same recipe with ``share_fake`` off (a second
@@ -210,7 +225,7 @@ def dropout(args: argparse.Namespace, device: torch.device) -> None:
 
 
 COMPARISONS = {"dropout": dropout, "wgan-gp": wgan_gp, "sn-step": sn_step, "power": power, "train": train, "train-images": train_images,
-               "image-knobs": image_knobs}
+               "image-knobs": image_knobs, "image-bf16": image_bf16}
 
 
 def main() -> None:

@@ -48,21 +48,30 @@ def _nested(e) -> bool:
     return False
 
 
+_DTYPES = {"float": torch.float32, "double": torch.float64, "c10::BFloat16": torch.bfloat16, "c10::Half": torch.float16}
+
+
 def _replay(e) -> Callable[[], object]:
-    """A closure that runs the recorded call ``e`` again on fresh operands of its shapes."""
+    """A closure that runs the recorded call ``e`` again on fresh operands of its shapes and dtypes
+    (bfloat16 under autocast: ``config.bf16``)."""
     shapes, args = e.input_shapes, list(e.concrete_inputs)
+    dtypes = [_DTYPES.get(d, torch.float32) for d in (getattr(e, "input_dtypes", None) or [])] + [torch.float32] * len(shapes)
+
+    def rand(i: int) -> torch.Tensor:
+        return torch.randn(*shapes[i], dtype=dtypes[i])
+
     if e.name in ("aten::bmm", "aten::matmul"):
-        a, b = torch.randn(*shapes[0]), torch.randn(*shapes[1])  # batched: torch.matmul broadcasts as the call did
+        a, b = rand(0), rand(1)  # batched: torch.matmul broadcasts as the call did
         return lambda: torch.matmul(a, b)
     if e.name in PRODUCTS:
-        mats = [s for s in shapes if len(s) == 2]
-        a, b = torch.randn(*mats[-2]), torch.randn(*mats[-1])  # mm: (A, B); addmm / addmm_: (bias or C, A, B)
+        mats = [i for i, s in enumerate(shapes) if len(s) == 2]
+        a, b = rand(mats[-2]), rand(mats[-1])  # mm: (A, B); addmm / addmm_: (bias or C, A, B)
         return lambda: torch.mm(a, b)
     if e.name == "aten::convolution":
-        x, w = torch.randn(*shapes[0]), torch.randn(*shapes[1])
-        b = torch.randn(*shapes[2]) if shapes[2] else None
+        x, w = rand(0), rand(1)
+        b = rand(2) if shapes[2] else None
         return lambda: torch.ops.aten.convolution(x, w, b, *args[3:9])
-    g, x, w = (torch.randn(*s) for s in shapes[:3])  # convolution_backward(grad_out, input, weight, bias_sizes, ...)
+    g, x, w = (rand(i) for i in range(3))  # convolution_backward(grad_out, input, weight, bias_sizes, ...)
     return lambda: torch.ops.aten.convolution_backward(g, x, w, *args[3:])
 
 

@@ -141,6 +141,29 @@ def test_bad_arguments_are_named():
         conv2d_single_channel(torch.randn(2, 1, 8, 8), weight, None, 1.5)
 
 
+def test_under_cpu_autocast_the_layers_are_torchs_in_bfloat16():
+    """Inside CPU autocast both functions give F.conv2d's / F.conv_transpose2d's bfloat16 output
+    and gradients exactly (a bfloat16 input with a float32 weight is autocast's business); outside
+    it, mismatched dtypes stay an error."""
+    torch.manual_seed(501)
+    x = torch.randn(3, 1, 28, 28, requires_grad=True)
+    h = torch.randn(3, 6, 14, 14, requires_grad=True)
+    w, b = torch.randn(6, 1, 4, 4, requires_grad=True), torch.randn(6, requires_grad=True)
+    cases = ((conv2d_single_channel, F.conv2d, x, b), (conv_transpose2d_single_channel, F.conv_transpose2d, h, None))
+    for ours, torchs, inp, bias in cases:
+        outs = []
+        for fn in (ours, torchs):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = fn(inp.to(torch.bfloat16), w, bias, 2, 1)
+            grads = torch.autograd.grad(y.float().square().sum(), [inp, w])
+            outs.append((y, *grads))
+        assert outs[0][0].dtype == torch.bfloat16
+        for a, r in zip(*outs):
+            torch.testing.assert_close(a, r, rtol=0, atol=0)
+        with pytest.raises(TypeError, match="share a floating-point dtype"):
+            ours(inp.detach().to(torch.bfloat16), w, bias, 2, 1)
+
+
 def _small_models():
     torch.manual_seed(500)
     g = nn.Sequential(nn.Linear(8, 16 * 7 * 7), nn.Unflatten(1, (16, 7, 7)), nn.ConvTranspose2d(16, 8, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(8, 1, 4, 2, 1), nn.Tanh())

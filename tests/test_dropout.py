@@ -133,6 +133,21 @@ def test_dtypes_layouts_and_edge_cases(dtype, generator):
     assert out.data_ptr() == z.data_ptr() and bool(((z == 0) | (z == x * 2)).all())
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_masks_are_the_float64_mask_rounded(dtype, generator):
+    """A half / bfloat16 mask keeps the same elements as the float64 one of the same seed, its kept
+    value 1 / (1 - p) rounded to the dtype, over lengths that end inside and outside a vector."""
+    seeded(generator)
+    for n in (1, 15, 16, 17, 1000, 64 * 32 * 14 * 14 + 3):
+        for p in (0.3, 0.5, 0.9):
+            seed = int(torch.randint(-(2**62), 2**62, (), generator=generator))
+            mask = torch.ops.fastgan.dropout_mask(torch.empty(n, dtype=dtype), p, seed)
+            wide = torch.ops.fastgan.dropout_mask(torch.empty(n, dtype=torch.float64), p, seed)
+            assert mask.dtype == dtype
+            assert torch.equal(mask, wide.to(dtype))
+            assert torch.equal(mask != 0, wide != 0)
+
+
 def test_bad_input_is_named():
     x = torch.randn(3)
     for bad in (-0.1, 1.5, float("nan")):

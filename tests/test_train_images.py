@@ -167,6 +167,57 @@ def test_the_generator_step_scores_with_the_critics_mean_network(backend, genera
             assert not torch.allclose(scores, mean_network)
 
 
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+def test_bf16_autocast_on_the_cpu_runs_the_models_in_bf16_and_the_rest_in_float32(backend):
+    """`bf16` on the CPU: every convolution and linear layer of both models (fastgan's one-channel
+    layers included) runs in bfloat16 in both steps, while the parameters, the optimizer, the
+    losses and the samples stay float32; the first step's losses match a float32 run's from the
+    same weights to bfloat16's precision."""
+    runs = {}
+    for bf16 in (False, True):
+        torch.manual_seed(4)
+        t = Trainer(preset("gan", data="digits", **{**TINY, "width": 8, "batch_size": 32, "critic_dropout": 0.3,
+                                                      "critic_convs": 1, "steps": 2, "backend": backend, "bf16": bf16}))
+        assert t.bf16 is bf16
+        layers = [m for m in (*t.G.modules(), *t.D.modules()) if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear))]
+        if backend == "auto":
+            assert {"SingleChannelConv2d", "SingleChannelConvTranspose2d"} <= {type(m).__name__ for m in layers}
+        dtypes: list[torch.dtype] = []
+        hooks = [m.register_forward_hook(lambda m, i, o: dtypes.append(o.dtype)) for m in layers]
+        start = [p.detach().clone() for p in (*t.G.parameters(), *t.D.parameters())]
+        t.train_steps(2)
+        for h in hooks:
+            h.remove()
+        assert len(dtypes) == 4 * len(layers)  # each model in both steps, two steps
+        assert set(dtypes) == {torch.bfloat16 if bf16 else torch.float32}
+        params = [p.detach() for p in (*t.G.parameters(), *t.D.parameters())]
+        assert all(p.dtype == torch.float32 and bool(p.isfinite().all()) for p in params)
+        assert all(not torch.equal(a, b) for a, b in zip(start, params) if a.numel() > 1)
+        assert t.sample(16).dtype == torch.float32
+        runs[bf16] = t.history
+    for key in ("d_loss", "g_loss"):
+        torch.testing.assert_close(runs[True][key][0], runs[False][key][0], rtol=2e-2, atol=0)
+        assert runs[True][key][0] != runs[False][key][0]
+
+
+def test_bf16_auto_follows_the_devices_bf16_arithmetic(monkeypatch):
+    """`bf16="auto"` turns autocast on where the CPU has AVX512-BF16 or AMX and off elsewhere;
+    other values are named errors."""
+    from fastgan.train.trainer import native_bf16
+
+    for avx512_bf16, amx in ((False, False), (True, False), (False, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        native = avx512_bf16 or amx
+        assert native_bf16("cpu") is native
+        assert Trainer(preset("gan", data="digits", **{**TINY, "bf16": "auto"})).bf16 is native
+        assert Trainer(preset("gan", data="digits", **{**TINY, "bf16": False})).bf16 is False
+    assert native_bf16("meta") is False
+    for bad in ("yes", 1.0, 2):
+        with pytest.raises(ValueError, match="bf16"):
+            Trainer(preset("gan", data="digits", **{**TINY, "bf16": bad}))
+
+
 @pytest.mark.parametrize("size", [0, 6, 30, 2.0])
 def test_small_models_refuse_sides_they_cannot_build(size):
     with pytest.raises(ValueError, match="multiple of 4"):

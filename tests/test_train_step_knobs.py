@@ -118,3 +118,7 @@ def test_cli_flags_set_the_knobs(tmp_path):
     assert cfg["generator_step_dropout"] is False  # the default: the generator's step scores with the critic's mean network
     assert main([*common, "--generator-step-dropout", "--out", str(tmp_path / "c")]) == 0
     assert json.loads((tmp_path / "c" / "config.json").read_text())["generator_step_dropout"] is True
+    assert cfg["bf16"] is False  # the 2-D recipes run in float32; --bf16 / --no-bf16 set it
+    assert main([*common, "--bf16", "--out", str(tmp_path / "d")]) == 0
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["bf16"] is True
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["bf16"] is True

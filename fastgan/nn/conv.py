@@ -79,7 +79,7 @@ def _arguments(op: str, x: torch.Tensor, weight: torch.Tensor, channels: int | N
         raise ValueError(f"{op}: `input` must be (B, {channels}, {sides}) for a weight of shape {tuple(weight.shape)}, got shape {tuple(x.shape)}")
     if x.device != weight.device:
         raise ValueError(f"{op}: `input` is on {x.device} and `weight` on {weight.device}")
-    if not x.is_floating_point() or x.dtype != weight.dtype:
+    if not x.is_floating_point() or (x.dtype != weight.dtype and not torch.is_autocast_enabled(x.device.type)):
         raise TypeError(f"{op}: `input` and `weight` must share a floating-point dtype, got {x.dtype} and {weight.dtype}")
     if min(x.shape[2:]) < 1:
         raise ValueError(f"{op}: `input` has an empty image, shape {tuple(x.shape)}")
@@ -116,7 +116,8 @@ def conv2d_single_channel(
 
     On the CPU in float32 / float64 (outside autocast), for an input that needs its
     gradient, the input gradient (and every derivative order through it) runs
-    fastgan's kernel; otherwise this is ``F.conv2d``.
+    fastgan's kernel; otherwise this is ``F.conv2d`` (under autocast, in autocast's dtype:
+    oneDNN's bfloat16 layer beats a float32 detour through the kernel).
     """
     stride, padding = _arguments("conv2d_single_channel", input, weight, 1, stride, padding)
     if any(n + 2 * p < k for n, p, k in zip(input.shape[2:], padding, weight.shape[2:])):

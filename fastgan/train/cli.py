@@ -95,8 +95,11 @@ def _parser() -> argparse.ArgumentParser:
     for name, typ, help_ in knobs:
         t.add_argument(f"--{name}", type=typ, default=None, help=help_)
     for name, help_ in (("spectral-norm", "spectral norm on every critic layer"), ("sigmoid", "final sigmoid in the critic"),
-                        ("minibatch-std", "minibatch standard deviation feature"), ("bf16", "bf16 autocast (CUDA)")):
+                        ("minibatch-std", "minibatch standard deviation feature")):
         t.add_argument(f"--{name}", action="store_true", default=None, help=help_)
+    t.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast of the models on a GPU or CPU; the penalty, losses and optimizer stay float32 "
+                        "(MNIST GAN recipe: on where the device has bf16 arithmetic, e.g. AVX512-BF16)")
     t.add_argument("--share-fake", action=argparse.BooleanOptionalAction, default=None,
                    help="the generator step reuses the last critic step's fake batch (image recipes: on)")
     t.add_argument("--generator-step-dropout", action=argparse.BooleanOptionalAction, default=None,

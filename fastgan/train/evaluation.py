@@ -176,7 +176,7 @@ class Evaluation:
         n = n or self.cfg.eval_samples
         fake = self.sample(n)
         g = self._eval_generator(-1)
-        metrics: dict[str, Any] = {"algo": self.cfg.algo, "data": self.data.name, "steps": self.step, "backend": self.cfg.backend}
+        metrics: dict[str, Any] = {"algo": self.cfg.algo, "data": self.data.name, "steps": self.step, "backend": self.cfg.backend, "bf16": self.bf16}
         if isinstance(self.data, MixtureData):
             mm = fastgan.metrics.mode_metrics(fake, self.data.centres, self.data.sigma)
             metrics["modes_covered"] = mm["modes_covered"]

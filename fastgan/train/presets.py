@@ -91,7 +91,10 @@ class Config:
     #: parameter and data dtype: "float32", or "float64" for checks (e.g. that 2 processes
     #: match 1: Adam turns float32 rounding noise in a near-zero gradient into a full step)
     dtype: str = "float32"
-    bf16: bool = False  #: bf16 autocast on a GPU (the penalty stays float32)
+    #: bf16 autocast of the models' forward and backward (parameters, optimizer, losses, the
+    #: penalty and sampling stay float32); "auto": on where the device has bf16 arithmetic
+    #: (a CUDA GPU that supports it; a CPU with AVX512-BF16 or AMX), off elsewhere
+    bf16: bool | str = False
     seed: int = 0
     log_every: int = 50  #: loss-curve points / bar updates
     sample_every: int = 0  #: sample plots every k steps (0: only at the end)
@@ -161,11 +164,13 @@ IMAGE_DATA = ("mnist", "digits")
 #: strided ones), which lifted each more than its cost. The GAN's critic, unconstrained, takes the
 #: layer only with dropout after each LeakyReLU (``critic_dropout``, the original GAN's regulariser;
 #: off in the generator's step, which scores with the critic's mean network) and a rate of its own
-#: below the generator's (3e-4 against 1e-3).
+#: below the generator's (3e-4 against 1e-3). The GAN's models run under bf16 autocast where the
+#: device has bf16 arithmetic (``bf16="auto"``: AVX512-BF16 / AMX CPUs, bf16 GPUs; float32 elsewhere).
 IMAGE_RECIPES: dict[str, dict[str, dict[str, Any]]] = {
     "mnist": {
         "gan": dict(width=32, latent_dim=64, batch_size=32, share_fake=True, n_critic=1, lr=3e-4, lr_g=1e-3,
-                    betas=(0.5, 0.999), critic_convs=1, critic_dropout=0.3, lr_decay="linear", ema=0.999, steps=26000),
+                    betas=(0.5, 0.999), critic_convs=1, critic_dropout=0.3, lr_decay="linear", ema=0.999, steps=26000,
+                    bf16="auto"),
         "wgan-gp": dict(width=32, latent_dim=64, batch_size=32, gp_batch=8, share_fake=True, n_critic=1, lr=1e-3, lr_g=1e-3,
                         betas=(0.5, 0.9), critic_convs=1, lr_decay="linear", ema=0.999, steps=20000),
         "sngan": dict(width=32, latent_dim=64, batch_size=32, share_fake=True, n_critic=1, lr=1e-3, lr_g=1e-3, betas=(0.5, 0.999),

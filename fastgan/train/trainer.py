@@ -75,6 +75,19 @@ def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` runs bfloat16 products natively: a CUDA GPU that supports bf16, or a
+    CPU with AVX512-BF16 or AMX tiles (oneDNN's bf16 convolutions and matrix products then beat
+    float32's; elsewhere they are emulated and slower)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
 def _finite(name: str, value: Tensor, step: int) -> None:
     """Raises TrainingDiverged unless the 0-dim loss ``value`` is finite (one read of it)."""
     if not math.isfinite(value.item()):
@@ -125,6 +138,8 @@ class Trainer(Checkpointing, Evaluation):
         self.cfg = cfg
         self.out = Path(out) if out is not None else None
         self.device = torch.device(cfg.device)
+        #: whether the models run under bf16 autocast (``config.bf16``, "auto" resolved)
+        self.bf16 = native_bf16(self.device) if cfg.bf16 == "auto" else bool(cfg.bf16)
         self.dtype = {"float32": torch.float32, "float64": torch.float64}[cfg.dtype]
         self.distributed = dist.is_available() and dist.is_initialized()
         self.rank = dist.get_rank() if self.distributed else 0
@@ -209,7 +224,7 @@ class Trainer(Checkpointing, Evaluation):
         # An MLP critic's evaluation in the critic step (scores, and the penalty under
         # WGAN-GP) as one fused op: fastgan.mlp_critic_penalty.
         self._mlp_critic = None
-        if cfg.backend == "auto" and not self.distributed and not cfg.bf16:
+        if cfg.backend == "auto" and not self.distributed and not self.bf16:
             self._mlp_critic = mlp_critic_layers(self.D)
         self.opt_D = self._optimizer(self.D.parameters(), cfg.lr)
         self.opt_G = self._optimizer(self.G.parameters(), cfg.lr_g or cfg.lr)
@@ -265,8 +280,10 @@ class Trainer(Checkpointing, Evaluation):
             raise ValueError(f"`lr_decay` must be one of {LR_DECAYS}, got {cfg.lr_decay!r}")
         if not 0 <= cfg.ema < 1:
             raise ValueError(f"`ema` must be in [0, 1), got {cfg.ema!r}")
-        if cfg.bf16 and not str(cfg.device).startswith("cuda"):
-            raise ValueError("`bf16` autocast is for CUDA devices (`device`='cuda')")
+        if not (isinstance(cfg.bf16, bool) or cfg.bf16 == "auto"):
+            raise ValueError(f"`bf16` must be True, False or 'auto', got {cfg.bf16!r}")
+        if cfg.bf16 is True and torch.device(cfg.device).type not in ("cuda", "cpu"):
+            raise ValueError(f"`bf16` autocast is for CUDA and CPU devices, got `device`={cfg.device!r}")
 
     def _optimizer(self, params, lr: float) -> torch.optim.Optimizer:
         """The preset's optimizer; Adam as torch's fused kernel where it has one.
@@ -304,7 +321,7 @@ class Trainer(Checkpointing, Evaluation):
         return self._local(torch.randn(self.cfg.batch_size, self.latent_dim, generator=self.latent_gen))
 
     def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.bf16)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 
     # ------------------------------------------------------------------ steps
 
